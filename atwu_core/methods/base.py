@@ -1,0 +1,162 @@
+"""The method registry: one decorator, one place.
+
+A method is a pure function of per-token tensors. Its keyword-only arguments with defaults are its
+hyperparameter schema, so `resolve_hparams` can reject a misspelt name at start-up and list the
+allowed ones. The training loop does every forward pass once and hands the method a `ForgetBatch`
+holding exactly the fields the method declared in `needs`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+# Everything a method may ask the training loop for. Anything not listed is always present.
+KNOWN_NEEDS = frozenset(
+    {
+        "ref_logp",  # per-token log-probs under the frozen reference model
+        "logits",  # full model logits (B, T, V) at the answer positions
+        "ref_logits",  # reference logits (B, T, V)
+        "hidden",  # model hidden states at `layer` (B, T, D), in the graph (RMU)
+        "ref_hidden",  # reference hidden states at `layer` (B, T, D)
+        "scorer",  # learned ATWU token weights g (B, T), detached
+        "alt",  # log-probs of an "I don't know" answer, and under the reference (IdkDPO)
+        "span_mask",  # ground-truth forget-span labels (B, T) (oracle only)
+    }
+)
+NEEDS_REFERENCE = frozenset({"ref_logp", "ref_logits", "ref_hidden", "alt"})
+
+
+@dataclass
+class ForgetBatch:
+    """Per-token tensors of one forget batch, aligned on target positions.
+
+    Position t holds the prediction of target token y_t (labels already shifted), so
+    `logp[b, t] = log p_θ(y_t | x, y_<t)`. `mask` is 1 on answer tokens and 0 on prompt and padding:
+    every loss is a masked mean over it.
+    """
+
+    logp: torch.Tensor  # (B, T) float, in the model graph
+    mask: torch.Tensor  # (B, T) float {0, 1}
+    labels: torch.Tensor | None = None  # (B, T) long target ids
+    ref_logp: torch.Tensor | None = None  # (B, T) detached
+    logits: torch.Tensor | None = None  # (B, T, V) in graph
+    ref_logits: torch.Tensor | None = None  # (B, T, V) detached
+    hidden: torch.Tensor | None = None  # (B, T, D) in graph
+    ref_hidden: torch.Tensor | None = None  # (B, T, D) detached
+    scorer_weights: torch.Tensor | None = None  # (B, T) in (0, 1), detached
+    span_mask: torch.Tensor | None = None  # (B, T) float {0, 1}
+    alt_logp: torch.Tensor | None = None  # (B, T') log-probs of the alternative answer, in graph
+    alt_mask: torch.Tensor | None = None  # (B, T')
+    alt_ref_logp: torch.Tensor | None = None  # (B, T') detached
+
+
+@dataclass
+class MethodOutput:
+    """A method's forget loss and the weight it implicitly gives each token.
+
+    `token_weights` (B, T), detached, is what the run store records and the dashboard shows:
+    1 for plain ascent, p^β for WGA, the learned g for ATWU, the mask for SEUL, and so on.
+    `parts` are extra scalars worth logging (e.g. `{"npo/log_ratio": ...}`).
+    """
+
+    loss: torch.Tensor  # scalar
+    token_weights: torch.Tensor  # (B, T)
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    fn: Callable[..., MethodOutput]
+    needs: frozenset[str]
+    retain: str  # "nll" | "kl" | "none" | "rmu": the retain term the loop adds by default
+    hparams: Mapping[str, Any]  # name -> default
+    summary: str  # one line, shown by `atwu methods` and in the dashboard
+
+    @property
+    def needs_reference(self) -> bool:
+        return bool(self.needs & NEEDS_REFERENCE) or self.retain in ("kl", "rmu")
+
+
+REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register(
+    name: str, *, needs: tuple[str, ...] = (), retain: str = "nll"
+) -> Callable[[Callable[..., MethodOutput]], Callable[..., MethodOutput]]:
+    """Register `fn(batch: ForgetBatch, *, hparam=default, ...) -> MethodOutput` as a method."""
+
+    def wrap(fn: Callable[..., MethodOutput]) -> Callable[..., MethodOutput]:
+        unknown = set(needs) - KNOWN_NEEDS
+        if unknown:
+            raise ValueError(f"method {name!r} needs unknown inputs {sorted(unknown)}")
+        if retain not in ("nll", "kl", "none", "rmu"):
+            raise ValueError(f"method {name!r}: retain must be nll/kl/none/rmu, not {retain!r}")
+        if name in REGISTRY:
+            raise ValueError(f"method {name!r} is registered twice")
+        params = inspect.signature(fn).parameters.values()
+        hparams = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        missing = [k for k, v in hparams.items() if v is inspect.Parameter.empty]
+        if missing:
+            raise ValueError(f"method {name!r}: hyperparameters {missing} need defaults")
+        doc = (fn.__doc__ or "").strip().splitlines()
+        REGISTRY[name] = MethodSpec(
+            name=name,
+            fn=fn,
+            needs=frozenset(needs),
+            retain=retain,
+            hparams=hparams,
+            summary=doc[0] if doc else name,
+        )
+        return fn
+
+    return wrap
+
+
+def get_method(name: str) -> MethodSpec:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def resolve_hparams(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults merged with `overrides`, cast to the default's type; unknown names are an error."""
+    spec = get_method(name)
+    unknown = set(overrides) - set(spec.hparams)
+    if unknown:
+        allowed = ", ".join(f"{k}={v!r}" for k, v in spec.hparams.items()) or "(none)"
+        raise ValueError(
+            f"method {name!r} has no hyperparameter {', '.join(sorted(unknown))}; "
+            f"allowed: {allowed}"
+        )
+    resolved = dict(spec.hparams)
+    for key, value in overrides.items():
+        resolved[key] = _cast(name, key, value, spec.hparams[key])
+    return resolved
+
+
+def _cast(method: str, key: str, value: Any, default: Any) -> Any:
+    """Cast a CLI/dashboard value (often a string) to the type of the hyperparameter's default."""
+    kind = type(default)
+    try:
+        if kind is bool and isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        if kind is float and isinstance(value, (int, float, str)):
+            out = float(value)
+            if out != out:  # NaN
+                raise ValueError(value)
+            return out
+        if kind is int and isinstance(value, str):
+            return int(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"method {method!r}: hyperparameter {key}={value!r} is not a valid {kind.__name__}"
+        ) from None
