@@ -8,6 +8,7 @@ holding exactly the fields the method declared in `needs`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,17 @@ KNOWN_NEEDS = frozenset(
     }
 )
 NEEDS_REFERENCE = frozenset({"ref_logp", "ref_logits", "ref_hidden", "alt"})
+# Which `ForgetBatch` fields each need fills: the loop fills them, `validate_batch` checks them.
+NEED_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "ref_logp": ("ref_logp",),
+    "logits": ("logits",),
+    "ref_logits": ("ref_logits",),
+    "hidden": ("hidden",),
+    "ref_hidden": ("ref_hidden",),
+    "scorer": ("scorer_weights",),
+    "alt": ("alt_logp", "alt_mask", "alt_ref_logp"),
+    "span_mask": ("span_mask",),
+}
 
 
 @dataclass
@@ -86,10 +98,69 @@ class MethodSpec:
 REGISTRY: dict[str, MethodSpec] = {}
 
 
+def validate_batch(
+    batch: ForgetBatch, needs: frozenset[str] | tuple[str, ...], method: str
+) -> None:
+    """Check that `batch` holds what `needs` declares, with shapes aligned on (B, T).
+
+    Raises ValueError naming the method, the field and the offending shape or value, so a loop bug
+    fails at the first step instead of as a broadcasting error deep inside a loss.
+    """
+
+    def fail(msg: str) -> None:
+        raise ValueError(f"method {method!r}: ForgetBatch.{msg}")
+
+    if batch.logp.dim() != 2:
+        fail(f"logp must be (B, T), got shape {tuple(batch.logp.shape)}")
+    bt = tuple(batch.logp.shape)
+    if tuple(batch.mask.shape) != bt:
+        fail(f"mask has shape {tuple(batch.mask.shape)}, logp has {bt}")
+    if not bool(((batch.mask == 0) | (batch.mask == 1)).all()):
+        fail("mask must hold only 0 and 1")
+    for need in needs:
+        for name in NEED_FIELDS[need]:
+            if getattr(batch, name) is None:
+                fail(f"{name} is None, but the method needs {need!r}")
+    for name in ("labels", "ref_logp", "scorer_weights", "span_mask"):
+        value = getattr(batch, name)
+        if value is not None and tuple(value.shape) != bt:
+            fail(f"{name} has shape {tuple(value.shape)}, expected {bt} like logp")
+    for name in ("logits", "ref_logits", "hidden", "ref_hidden"):
+        value = getattr(batch, name)
+        if value is not None and (value.dim() != 3 or tuple(value.shape[:2]) != bt):
+            fail(f"{name} has shape {tuple(value.shape)}, expected {bt} + (V or D,)")
+    if (
+        batch.logits is not None
+        and batch.ref_logits is not None
+        and batch.logits.shape != batch.ref_logits.shape
+    ):
+        fail(
+            f"ref_logits shape {tuple(batch.ref_logits.shape)} != logits shape "
+            f"{tuple(batch.logits.shape)}"
+        )
+    if batch.scorer_weights is not None:
+        w = batch.scorer_weights
+        if not bool(((w >= 0) & (w <= 1)).all()):
+            fail("scorer_weights must lie in [0, 1] (they are sigmoid outputs)")
+    alt = [getattr(batch, n) for n in NEED_FIELDS["alt"]]
+    present = [a for a in alt if a is not None]
+    if present:
+        shape = tuple(present[0].shape)
+        if len(shape) != 2 or shape[0] != bt[0] or any(tuple(a.shape) != shape for a in present):
+            fail(
+                f"alt_logp/alt_mask/alt_ref_logp must share one shape (B, T') with B = {bt[0]}, "
+                f"got {[tuple(a.shape) for a in present]}"
+            )
+
+
 def register(
     name: str, *, needs: tuple[str, ...] = (), retain: str = "nll"
 ) -> Callable[[Callable[..., MethodOutput]], Callable[..., MethodOutput]]:
-    """Register `fn(batch: ForgetBatch, *, hparam=default, ...) -> MethodOutput` as a method."""
+    """Register `fn(batch: ForgetBatch, *, hparam=default, ...) -> MethodOutput` as a method.
+
+    The registered (and returned) function checks the batch with `validate_batch` before running,
+    so every method gets the same clear error for a missing or misshapen input.
+    """
 
     def wrap(fn: Callable[..., MethodOutput]) -> Callable[..., MethodOutput]:
         unknown = set(needs) - KNOWN_NEEDS
@@ -105,15 +176,22 @@ def register(
         if missing:
             raise ValueError(f"method {name!r}: hyperparameters {missing} need defaults")
         doc = (fn.__doc__ or "").strip().splitlines()
+        frozen_needs = frozenset(needs)
+
+        @functools.wraps(fn)
+        def checked(batch: ForgetBatch, **hp: Any) -> MethodOutput:
+            validate_batch(batch, frozen_needs, name)
+            return fn(batch, **hp)
+
         REGISTRY[name] = MethodSpec(
             name=name,
-            fn=fn,
-            needs=frozenset(needs),
+            fn=checked,
+            needs=frozen_needs,
             retain=retain,
             hparams=hparams,
             summary=doc[0] if doc else name,
         )
-        return fn
+        return checked
 
     return wrap
 

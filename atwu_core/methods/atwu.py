@@ -1,0 +1,51 @@
+"""ATWU: alternating token-weighted unlearning, model step (METHOD.md §1)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..losses import check_hparam, masked_mean, weighted_ascent, zero_outside
+
+# Imported under another name: `saturation` is also the hyperparameter users type.
+from ..losses import saturation as saturation_factor
+from .base import ForgetBatch, MethodOutput, register
+
+SATURATIONS = ("scaled", "plain", "none")
+
+
+def plugin_weights(batch: ForgetBatch) -> torch.Tensor:
+    """`w_t = 2·g_t` (B, T), zero off the answer: the plug-in weight, 1 for an undecided scorer.
+
+    METHOD.md §1 "Plug-in form": the factor 2 makes the untrained scorer (g = 0.5) reproduce the
+    unweighted base loss exactly.
+    """
+    return zero_outside(2.0 * batch.scorer_weights.detach(), batch.mask)
+
+
+@register("atwu", needs=("scorer",))
+def atwu(batch: ForgetBatch, *, beta: float = 5.0, saturation: str = "scaled") -> MethodOutput:
+    """Ascend each token's NLL weighted by the learned g_t, fading it out once p_t is low.
+
+    METHOD.md §1 model step: `L_f = -mean_t[g_t·ℓ_t·sg[p_t^(β·g_t)]]` with g from the frozen linear
+    scorer (`atwu_core.scorer`), so tokens the scorer calls forget-specific (g → 1) are pushed and
+    shared tokens (g → 0) are left to the retain term. `saturation="plain"` uses `p_t^β` instead,
+    `"none"` drops the factor (ablation: learned weights without saturation). Token weight = g.
+    Yüce, Nikolaou, Flammarion, "Learning What to Forget: Improving LLM Unlearning via Learned
+    Token-Level Importance", arXiv 2606.06320, 2026.
+    """
+    check_hparam(
+        "atwu", "saturation", saturation, saturation in SATURATIONS, f"one of {SATURATIONS}"
+    )
+    check_hparam("atwu", "beta", beta, beta >= 0, ">= 0")
+    g = zero_outside(batch.scorer_weights.detach(), batch.mask)  # (B, T)
+    if saturation == "scaled":
+        weight = g * saturation_factor(batch.logp, beta * g)
+    elif saturation == "plain":
+        weight = g * saturation_factor(batch.logp, beta)
+    else:
+        weight = g
+    return MethodOutput(
+        loss=weighted_ascent(batch.logp, batch.mask, weight),
+        token_weights=g,
+        parts={"atwu/effective_weight": float(masked_mean(weight, batch.mask))},
+    )

@@ -1,0 +1,71 @@
+"""Representation Misdirection for Unlearning (METHOD.md §2 `rmu`)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..losses import check_hparam, masked_mean, zero_outside
+from .base import ForgetBatch, MethodOutput, register
+
+
+def rmu_direction(dim: int, seed: int) -> torch.Tensor:
+    """The fixed random unit vector `u` (D,), float32: the same for the same (dim, seed).
+
+    Drawn like the original RMU code (uniform in [0, 1)^D, then normalised) from a private
+    generator, so it neither depends on nor disturbs the global RNG; regenerating it each step
+    costs microseconds.
+    """
+    u = torch.rand(dim, generator=torch.Generator().manual_seed(seed))  # (D,)
+    return u / u.norm()
+
+
+def _mean_sq_dist(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`mean_t ‖h_t - target_t‖²`: squared L2 over D, mean over answer tokens; target broadcasts."""
+    diff = zero_outside(hidden, mask) - zero_outside(target.expand_as(hidden), mask)  # (B, T, D)
+    return masked_mean(diff.pow(2).sum(dim=-1), mask)  # sum over D, then mean_t
+
+
+def rmu_retain_loss(
+    hidden: torch.Tensor, ref_hidden: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """RMU's retain term `mean_t ‖h_θ,t - h_ref,t‖²` on retain tokens at the same layer (§2).
+
+    The loop adds `α·rmu_retain_loss(...)` in place of the NLL retain term for `retain="rmu"`.
+    """
+    if hidden.shape != ref_hidden.shape or hidden.dim() != 3 or hidden.shape[:2] != mask.shape:
+        raise ValueError(
+            f"rmu_retain_loss: hidden {tuple(hidden.shape)} and ref_hidden "
+            f"{tuple(ref_hidden.shape)} must both be (B, T, D) with mask (B, T) = "
+            f"{tuple(mask.shape)}"
+        )
+    return _mean_sq_dist(hidden, ref_hidden.detach(), mask)
+
+
+@register("rmu", needs=("hidden",), retain="rmu")
+def rmu(
+    batch: ForgetBatch, *, steering_coeff: float = 20.0, layer: int = 1, seed: int = 0
+) -> MethodOutput:
+    """Steer the hidden state of every answer token at one layer onto a fixed random vector c·u.
+
+    METHOD.md §2: `L_f = mean_t ‖h^(l)_t - c·u‖²` (squared L2 over the hidden dimension), with the
+    retain term `rmu_retain_loss` on retain tokens. Li et al., "The WMDP Benchmark: Measuring and
+    Reducing Malicious Use With Unlearning", ICML 2024. `layer` indexes `outputs.hidden_states`
+    (0 = embeddings, 1 = after the first block); the loop reads it to pick `batch.hidden`.
+
+    Steering coefficient: the paper tunes c per model so that `‖c·u‖ = c` is several times the
+    layer's typical activation norm (6.5 on Zephyr-7B's layer 7, far larger on Mixtral); a smaller
+    target would be reachable by just shrinking activations instead of scrambling them. The tiny
+    2-layer models here (hidden 128–256) have hidden-state norms of order 10, so c = 20 is about
+    twice the typical norm: far enough to wreck the forget-token representation, close enough
+    that the loss starts O(c²) = O(400) instead of dwarfing the retain term by orders of magnitude.
+    """
+    check_hparam("rmu", "steering_coeff", steering_coeff, steering_coeff > 0, "> 0")
+    hidden = batch.hidden  # (B, T, D)
+    target = steering_coeff * rmu_direction(hidden.shape[-1], seed).to(hidden)  # (D,)
+    loss = _mean_sq_dist(hidden, target, batch.mask)
+    norms = zero_outside(hidden.detach(), batch.mask).norm(dim=-1)  # (B, T)
+    return MethodOutput(
+        loss=loss,
+        token_weights=batch.mask.clone(),
+        parts={"rmu/hidden_norm": float(masked_mean(norms, batch.mask))},
+    )
