@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
+
+from atwu_core.losses import token_logp
 
 _KEYS = ("input_ids", "attention_mask", "labels")
 
@@ -47,16 +48,13 @@ def _token_nll(
     attention_mask: torch.Tensor,
     labels: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token `ℓ_t` for the labels of input positions 1..T-1, and their answer mask.
+    """Per-token `ℓ_t` for the labels of input positions 1..T-1, and their answer mask (bool).
 
     Labels are unshifted (collate's convention): label t is predicted by the logits at t-1.
     """
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, V)
-    targets = labels[:, 1:]  # (B, T-1)
-    mask = targets != -100  # (B, T-1)
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
-    nll = -logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-    return nll, mask
+    logp, mask = token_logp(logits[:, :-1].float(), labels[:, 1:])  # (B, T-1) each
+    return -logp, mask > 0
 
 
 def retain_conflict(
