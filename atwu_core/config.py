@@ -1,0 +1,133 @@
+"""Validated configuration dataclasses.
+
+Every field is checked in `__post_init__` with a `ValueError` that names the field and the value,
+so a bad setting fails at start-up, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+def _check(condition: bool, name: str, value: Any, rule: str) -> None:
+    if not condition:
+        raise ValueError(f"{name}={value!r} is invalid: {rule}")
+
+
+@dataclass
+class TinyModelConfig:
+    """Architecture of the from-scratch Llama-style model (ENVIRONMENT.md, 'tiny model recipe')."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 256
+    intermediate_size: int = 672
+    num_layers: int = 2
+    num_heads: int = 4
+    max_positions: int = 128
+
+    def __post_init__(self) -> None:
+        _check(
+            self.vocab_size >= 300, "vocab_size", self.vocab_size, "must be >= 300 (bytes + merges)"
+        )
+        _check(self.hidden_size > 0, "hidden_size", self.hidden_size, "must be > 0")
+        _check(
+            self.hidden_size % self.num_heads == 0,
+            "num_heads",
+            self.num_heads,
+            f"must divide hidden_size={self.hidden_size}",
+        )
+        _check(self.num_layers >= 1, "num_layers", self.num_layers, "must be >= 1")
+        _check(self.max_positions >= 32, "max_positions", self.max_positions, "must be >= 32")
+
+
+@dataclass
+class FinetuneConfig:
+    """How the full and retain models memorise the benchmark."""
+
+    epochs: int = 30
+    lr: float = 2e-3
+    batch_size: int = 16
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    clip: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
+        _check(self.lr > 0, "lr", self.lr, "must be > 0")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
+
+
+@dataclass
+class UnlearnConfig:
+    """One unlearning run. `hparams` are the method's own (see `atwu methods`)."""
+
+    method: str = "atwu"
+    hparams: dict[str, Any] = field(default_factory=dict)
+    model: str = "sample_data/models/full"
+    data: str = "sample_data/benchmark"
+    gamma: float = 1.0  # weight of the forget loss
+    alpha: float = 1.0  # weight of the retain loss (ignored by methods with retain="none")
+    retain_loss: str = "default"  # "default" (the method's), "nll" or "kl"
+    lr: float = 2e-4
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 8
+    warmup_steps: int = 5
+    clip: float = 1.0
+    seed: int = 0
+    probe_examples: int = 8
+    snapshot_every: int = 5
+    device: str = "auto"
+    dtype: str = "auto"
+    save_model: bool = False
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.gamma >= 0, "gamma", self.gamma, "must be >= 0")
+        _check(self.alpha >= 0, "alpha", self.alpha, "must be >= 0")
+        _check(
+            self.retain_loss in ("default", "nll", "kl"),
+            "retain_loss",
+            self.retain_loss,
+            "must be default, nll or kl",
+        )
+        _check(self.lr > 0, "lr", self.lr, "must be > 0")
+        _check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
+        _check(
+            self.max_steps is None or self.max_steps >= 1,
+            "max_steps",
+            self.max_steps,
+            "must be >= 1",
+        )
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        _check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, "must be >= 0")
+        _check(self.clip > 0, "clip", self.clip, "must be > 0")
+        _check(self.probe_examples >= 1, "probe_examples", self.probe_examples, "must be >= 1")
+        _check(self.snapshot_every >= 1, "snapshot_every", self.snapshot_every, "must be >= 1")
+        _check(
+            self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
+            "device",
+            self.device,
+            "must be auto, cpu, cuda[:N] or mps",
+        )
+        _check(
+            self.dtype in ("auto", "float32", "bfloat16"),
+            "dtype",
+            self.dtype,
+            "must be auto, float32 or bfloat16",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UnlearnConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**d)
