@@ -1,0 +1,292 @@
+"""Figure builders (atwu_core/viz.py): assert on content, not just that something renders."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from atwu_core import viz
+
+
+def tokens(texts, weights, in_span=None, nll=None, nll_before=None, example_id="e1", step=0):
+    n = len(texts)
+    return pd.DataFrame(
+        {
+            "step": [step] * n,
+            "example_id": [example_id] * n,
+            "position": list(range(n)),
+            "token": list(texts),
+            "weight": list(weights),
+            "nll": list(nll) if nll is not None else [0.5] * n,
+            "in_span": list(in_span) if in_span is not None else [False] * n,
+            "in_loss": [True] * n,
+            **({"nll_before": list(nll_before)} if nll_before is not None else {}),
+        }
+    )
+
+
+def spans_of(html_text):
+    return re.findall(
+        r'<span class="atwu-tok" style="([^"]*)" title="([^"]*)">(.*?)</span>', html_text
+    )
+
+
+# ----------------------------------------------------------------------------- colours
+
+
+def test_weight_color_ends_and_clipping():
+    # Reversed Magma without its black stop: #fcfdbf at 0, #180f3d at 1.
+    assert viz.weight_color(0.0) == "rgb(252, 253, 191)"
+    assert viz.weight_color(1.0) == "rgb(24, 15, 61)"
+    assert viz.weight_color(-3.0) == viz.weight_color(0.0)
+    assert viz.weight_color(7.0) == viz.weight_color(1.0)
+    assert viz.weight_color(5.0, vmin=0.0, vmax=10.0) == viz.weight_color(0.5)
+    assert viz.weight_color(float("nan")) == viz.MISSING_COLOR
+    with pytest.raises(ValueError, match="vmax must be > vmin"):
+        viz.weight_color(0.5, vmin=1.0, vmax=1.0)
+
+
+def test_text_color_picks_the_higher_contrast():
+    assert viz.text_color("rgb(252, 253, 191)") == "#000000"
+    assert viz.text_color("rgb(24, 15, 61)") == "#ffffff"
+    # Equal contrast where (L + 0.05)² = 0.0525, L = 0.1791: sRGB 117.4. Grey 118 (L = 0.1812)
+    # keeps black text (contrast 4.62 vs 4.54), grey 117 (L = 0.1779) gets white.
+    assert viz.text_color("rgb(118, 118, 118)") == "#000000"
+    assert viz.text_color("rgb(117, 117, 117)") == "#ffffff"
+
+
+# ----------------------------------------------------------------------------- token_html
+
+
+def test_token_html_colours_outlines_and_tooltips():
+    df = tokens(
+        ["Elena", " was", " born"],
+        [1.0, 0.0, 0.5],
+        in_span=[True, False, False],
+        nll=[3.0, 0.2, 0.4],
+        nll_before=[0.1, 0.2, 0.3],
+    )
+    out = viz.token_html(df)
+    found = spans_of(out)
+    assert [text for _, _, text in found] == ["Elena", " was", " born"]
+    styles = [style for style, _, _ in found]
+    assert "background:rgb(24, 15, 61);color:#ffffff" in styles[0]
+    assert "background:rgb(252, 253, 191);color:#000000" in styles[1]
+    assert f"background:{viz.weight_color(0.5)}" in styles[2]
+    assert [("outline:2px solid" in s) for s in styles] == [True, False, False]
+    assert found[0][1] == "weight 1.000\nNLL 0.10 → 3.00\nin forget span: yes"
+    assert "ground-truth forget span" in out  # the legend
+
+
+def test_token_html_escapes_every_token_and_tooltip():
+    df = tokens(['<script>alert("x")</script>', " a&b", ' "q"'], [0.2, 0.4, 0.6])
+    df["conflict"] = [0.25, np.nan, -0.5]
+    out = viz.token_html(df, legend=False)
+    assert "<script>" not in out
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in out
+    assert " a&amp;b" in out
+    titles = [title for _, title, _ in spans_of(out)]
+    assert titles[0].endswith("retain conflict +0.25")
+    assert "conflict" not in titles[1]  # NaN conflict: not shown
+    assert titles[2].endswith("retain conflict -0.50")
+
+
+def test_token_html_turns_bpe_markers_into_visible_whitespace():
+    df = tokens(["ĠLisbon", " ", "\n", "Ċ", "x"], [0.1] * 5)
+    texts = [text for _, _, text in spans_of(viz.token_html(df, legend=False))]
+    assert texts[0] == " Lisbon"
+    assert "␣" in texts[1]
+    assert "↵" in texts[2]
+    assert "↵" in texts[3]
+    assert "Ġ" not in "".join(texts) and "Ċ" not in "".join(texts)
+    assert viz.visible_token("Ġborn") == "␣born"
+    assert viz.visible_token("end\n") == "end↵"
+
+
+def test_token_html_orders_by_position_and_names_missing_columns():
+    df = tokens(["b", "a"], [0.1, 0.2])
+    df["position"] = [1, 0]
+    assert [t for _, _, t in spans_of(viz.token_html(df))] == ["a", "b"]
+    with pytest.raises(ValueError, match="needs a 'score' column"):
+        viz.token_html(df, weight_col="score")
+
+
+def test_example_tokens_adds_nll_before_from_the_first_snapshot():
+    df = pd.concat(
+        [
+            tokens(["a", "b"], [0.5, 0.5], nll=[0.1, 0.2], step=0),
+            tokens(["a", "b"], [0.9, 0.1], nll=[2.0, 0.3], step=10),
+            tokens(["z"], [0.5], example_id="e2", step=0),
+        ]
+    )
+    at = viz.example_tokens(df, "e1", 10)
+    assert list(at["weight"]) == [0.9, 0.1]
+    assert list(at["nll_before"]) == [0.1, 0.2]
+    with pytest.raises(ValueError, match=r"step 5 is not a snapshot of 'e1'; snapshots: \[0, 10\]"):
+        viz.example_tokens(df, "e1", 5)
+    with pytest.raises(ValueError, match="example_id 'nope'"):
+        viz.example_tokens(df, "nope", 0)
+
+
+def test_side_by_side_has_one_legend_and_escaped_labels():
+    df = tokens(["a", "b"], [0.0, 1.0], in_span=[False, True])
+    out = viz.side_by_side({"atwu <1>": df, "wga": df})
+    assert out.count("atwu-legend") == 1
+    assert "atwu &lt;1&gt;" in out
+    assert len(spans_of(out)) == 4
+
+
+def test_spans_html_marks_escaped_spans_and_rejects_bad_ones():
+    text = "Tom <b> was born in Lisbon."
+    out = viz.spans_html(text, [{"start": 20, "end": 26, "field": "city"}, {"start": 0, "end": 3}])
+    assert out.startswith("<mark")
+    assert ">Tom</mark> &lt;b&gt; was born in <mark" in out
+    assert 'title="city">Lisbon</mark>.' in out
+    overlapping = viz.spans_html("abcdef", [{"start": 0, "end": 4}, {"start": 2, "end": 6}])
+    assert overlapping.count("<mark") == 2 and ">abcd</mark>" in overlapping
+    assert "ef</mark>" in overlapping
+    with pytest.raises(ValueError, match="does not fit inside a text of 6 characters"):
+        viz.spans_html("abcdef", [{"start": 3, "end": 9}])
+
+
+def test_standalone_html_is_a_full_document():
+    page = viz.standalone_html("<p>x</p>", "run <1>")
+    assert page.startswith("<!DOCTYPE html>")
+    assert '<meta charset="utf-8">' in page
+    assert "<title>run &lt;1&gt;</title>" in page
+    assert "<p>x</p>" in page
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def two_examples(step=3):
+    return pd.concat(
+        [
+            tokens(["A", " <i>", " c"], [0.9, 0.2, 0.1], in_span=[True, False, False], step=step),
+            tokens(["x", " y"], [0.3, 0.8], in_span=[False, True], example_id="e2", step=step),
+        ]
+    )
+
+
+def test_weights_heatmap_grid_hover_and_span_markers():
+    fig = viz.weights_heatmap(pd.concat([two_examples(0), two_examples(3)]), 3)
+    heat, span = fig.data
+    z = np.asarray(heat.z, dtype=float)
+    assert z.shape == (2, 3)  # examples × positions
+    assert z[0].tolist() == [0.9, 0.2, 0.1]
+    assert z[1, :2].tolist() == [0.3, 0.8] and math.isnan(z[1, 2])
+    assert list(heat.y) == ["e1", "e2"]
+    assert heat.customdata[0][1] == "␣&lt;i&gt;"  # escaped, leading space visible
+    assert "token %{customdata}" in heat.hovertemplate
+    assert span.name == "ground-truth span"
+    assert list(zip(span.x, span.y, strict=True)) == [(0, "e1"), (1, "e2")]
+    assert fig.layout.xaxis.title.text == "token position in the answer"
+    with pytest.raises(ValueError, match=r"no token weights at step 7; snapshots: \[0, 3\]"):
+        viz.weights_heatmap(two_examples(0).assign(step=[0, 0, 0, 3, 3]), 7)
+
+
+def test_alignment_curves_golden_auc_in_trace_names():
+    # Scores 0.9(+) 0.8(-) 0.3(+) 0.1(-): 3 of 4 (pos, neg) pairs ordered right -> AUROC 0.75;
+    # AP = 0.5·1 + 0.5·(2/3) = 0.8333.
+    good = tokens(["a", "b", "c", "d"], [0.9, 0.8, 0.3, 0.1], in_span=[True, False, True, False])
+    single = tokens(["a", "b"], [0.5, 0.5], in_span=[False, False])
+    fig = viz.alignment_curves({"atwu": good, "flat": single})
+    names = [t.name for t in fig.data]
+    assert names == ["atwu (AUROC 0.750)", "atwu (AP 0.833)", "chance"]
+    roc = fig.data[0]
+    assert roc.x[0] == 0 and roc.y[-1] == 1 and roc.x[-1] == 1
+    assert "one class only: flat" in fig.layout.title.text
+    assert fig.layout.xaxis.title.text == "false positive rate"
+    assert fig.layout.yaxis2.title.text == "precision"
+
+
+def test_alignment_table_per_step_with_undefined_steps_as_nan():
+    step0 = tokens(["a", "b", "c", "d"], [0.5] * 4, in_span=[True, False, True, False], step=0)
+    step5 = tokens(["a", "b", "c", "d"], [0.9, 0.8, 0.3, 0.1], in_span=[1, 0, 1, 0], step=5)
+    flat = tokens(["a"], [0.5], in_span=[False], step=0)
+    table = viz.alignment_table({"atwu": pd.concat([step0, step5]), "one-class": flat})
+    assert list(table.columns) == list(viz.ALIGNMENT_COLUMNS)
+    atwu = table[table["name"] == "atwu"].set_index("step")
+    assert atwu.loc[0, "auroc"] == 0.5  # constant weights are at chance
+    assert atwu.loc[5, "auroc"] == 0.75
+    assert atwu.loc[5, "ap"] == pytest.approx(5 / 6)
+    assert atwu.loc[5, "precision_at_k"] == 0.5  # top 2 = {0.9(+), 0.8(-)}
+    assert atwu.loc[5, "mass_in_span"] == pytest.approx(1.2 / 2.1)
+    assert list(atwu["n_in_span"]) == [2, 2]
+    flat_row = table[table["name"] == "one-class"].iloc[0]
+    assert math.isnan(flat_row["auroc"]) and flat_row["n_tokens"] == 1
+
+    fig = viz.alignment_over_steps(table)
+    assert [t.name for t in fig.data] == ["atwu", "one-class"]
+    assert list(fig.data[0].x) == [0, 5] and list(fig.data[0].y) == [0.5, 0.75]
+
+
+def test_alignment_ignores_tokens_outside_the_loss():
+    df = tokens(["a", "b", "c"], [0.9, 0.1, 0.95], in_span=[True, False, False])
+    df["in_loss"] = [True, True, False]  # the prompt-side token would otherwise beat the span
+    table = viz.alignment_table({"m": df})
+    assert table.loc[0, "auroc"] == 1.0 and table.loc[0, "n_tokens"] == 2
+
+
+def test_weight_distributions_split_in_and_out_of_span():
+    fig = viz.weight_distributions({"atwu": two_examples(), "wga": two_examples().head(2)})
+    inside, outside = fig.data
+    assert (inside.name, outside.name) == ("in forget span", "outside spans")
+    assert list(inside.y) == [0.9, 0.8, 0.9]
+    assert list(inside.x) == ["atwu", "atwu", "wga"]
+    assert list(outside.y) == [0.2, 0.1, 0.3, 0.2]
+    assert (inside.side, outside.side) == ("positive", "negative")
+
+
+def test_training_curves_one_trace_per_run_with_nan_dropped():
+    a = pd.DataFrame({"step": [1, 2, 3], "forget/nll": [0.1, float("nan"), 0.3]})
+    b = pd.DataFrame({"step": [1, 2], "forget/nll": [1.0, 2.0], "retain/nll": [0.5, 0.5]})
+    c = pd.DataFrame({"step": [1], "other": [1.0]})
+    fig = viz.training_curves({"run-a": a, "run-b": b, "run-c": c}, "forget/nll")
+    assert [t.name for t in fig.data] == ["run-a", "run-b"]
+    assert list(fig.data[0].x) == [1, 3] and list(fig.data[0].y) == [0.1, 0.3]
+    assert fig.layout.yaxis.type == "linear"
+    assert fig.layout.yaxis.title.text == "forget/nll"
+    assert (
+        viz.training_curves(
+            {"r": a.rename(columns={"forget/nll": "forget_quality"})}, "forget_quality"
+        ).layout.yaxis.type
+        == "log"
+    )
+    assert viz.metric_keys({"a": a, "b": b, "c": c}) == ["forget/nll", "other", "retain/nll"]
+
+
+LEADERBOARD = pd.DataFrame(
+    {
+        "run_id": ["A", "B", "C", "D", "E", "F"],
+        "method": ["atwu", "wga", "wga", "npo", "atwu", "npo"],
+        "model_utility": [0.1, 0.5, 0.4, 0.9, 0.5, float("nan")],
+        "forget_quality": [0.9, 0.5, 0.4, 0.1, 0.5, 0.99],
+    }
+)
+
+
+def test_pareto_front_on_a_hand_made_table():
+    # C is beaten by B on both axes; B and E tie (neither strictly better): both stay;
+    # F has no utility: never on the front.
+    front = viz.pareto_front(LEADERBOARD, "model_utility", "forget_quality")
+    assert list(LEADERBOARD.loc[front, "run_id"]) == ["A", "B", "D", "E"]
+    with pytest.raises(ValueError, match="column 'nope' is missing"):
+        viz.pareto_front(LEADERBOARD, "nope", "forget_quality")
+
+
+def test_tradeoff_scatter_traces_front_and_log_axis():
+    fig = viz.tradeoff_scatter(LEADERBOARD)
+    names = [t.name for t in fig.data]
+    assert names == ["atwu", "npo", "wga", "Pareto front"]
+    by_name = {t.name: t for t in fig.data}
+    assert list(by_name["wga"].text) == ["B", "C"]
+    assert list(by_name["npo"].text) == ["D"]  # F dropped: no utility
+    assert list(by_name["Pareto front"].x) == [0.1, 0.5, 0.5, 0.9]
+    assert fig.layout.yaxis.type == "log"
+    assert fig.layout.xaxis.title.text == "model_utility"
