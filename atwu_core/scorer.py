@@ -1,0 +1,285 @@
+"""ATWU's linear token scorer and its regularised objective (METHOD.md §1 "Scorer").
+
+`g_t = σ(wᵀ h_t + b)` on the (detached) last-layer hidden state of each answer token. The scorer is
+trained every `update_every` model steps, with the model frozen, on the same batch's cached NLLs and
+hidden states, by SGD with momentum on
+
+    L_s = mean_t (1 - g_t)·sg[ℓ_t] + λ_H·mean_t H(g_t) + λ_P·mean_b (m̂_b - budget)² + λ_2·‖w‖².
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .losses import masked_mean, mean_over_sequences, zero_outside
+
+SCORER_FORMAT = "atwu-scorer"
+SCORER_SCHEMA = "1"
+
+
+@dataclass
+class ScorerConfig:
+    """Scorer hyperparameters (METHOD.md §1 defaults from the authors' runs).
+
+    The loop merges these names into the `--set` namespace of methods that need a scorer, so no
+    field may share a name with a method hyperparameter (a test checks it).
+    """
+
+    update_every: int = 5  # n: one scorer step every n model steps
+    lambda_h: float = 1.0  # λ_H, binary-entropy term (pushes g to 0 or 1)
+    lambda_p: float = 10.0  # λ_P, budget term
+    budget: float = 0.2  # target fraction of a sequence's answer tokens with g > 0.5
+    lambda_2: float = 1.0  # λ_2, L2 on w (not b)
+    scorer_lr: float = 0.05
+    scorer_momentum: float = 0.9
+    scorer_clip: float = 1.0  # max global grad norm of (w, b)
+    lr_decay: bool = True  # linear decay of scorer_lr to 0 over the run's model steps
+    freeze_after: int = -1  # -1: never freeze; k: no scorer update after model step k
+
+    def __post_init__(self) -> None:
+        def check(name: str, ok: bool, rule: str) -> None:
+            if not ok:
+                raise ValueError(f"ScorerConfig.{name}={getattr(self, name)!r} must be {rule}")
+
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), type(f.default)
+            # bool is an Integral: an int or float field must not silently take True.
+            if kind is bool:
+                ok = isinstance(value, bool)
+            elif kind is int:
+                ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            else:
+                ok = (
+                    isinstance(value, numbers.Real)
+                    and not isinstance(value, bool)
+                    and value == value
+                )
+            if not ok:
+                raise ValueError(
+                    f"ScorerConfig.{f.name}={value!r} must be a {kind.__name__} (not NaN)"
+                )
+            setattr(self, f.name, kind(value))
+        check("update_every", self.update_every >= 1, ">= 1")
+        for name in ("lambda_h", "lambda_p", "lambda_2"):
+            check(name, getattr(self, name) >= 0, ">= 0")
+        check("budget", 0.0 <= self.budget <= 1.0, "in [0, 1]")
+        check("scorer_lr", self.scorer_lr > 0, "> 0")
+        check("scorer_momentum", 0.0 <= self.scorer_momentum < 1.0, "in [0, 1)")
+        check("scorer_clip", self.scorer_clip > 0, "> 0")
+        check("freeze_after", self.freeze_after >= -1, "-1 (never) or a model step >= 0")
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any]) -> ScorerConfig:
+        """Defaults updated with `overrides` (CLI/dashboard values, often strings), cast."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(overrides) - set(fields)
+        if unknown:
+            allowed = ", ".join(f"{n}={f.default!r}" for n, f in fields.items())
+            raise ValueError(
+                f"ScorerConfig has no field {', '.join(sorted(unknown))}; allowed: {allowed}"
+            )
+        return cls(**{k: _cast_field(k, v, type(fields[k].default)) for k, v in overrides.items()})
+
+
+def _cast_field(name: str, value: Any, kind: type) -> Any:
+    if not isinstance(value, str):
+        return float(value) if kind is float and isinstance(value, int) else value
+    try:
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"ScorerConfig.{name}={value!r} is not a valid {kind.__name__}") from None
+
+
+class TokenScorer(nn.Module):
+    """`g = σ(wᵀh + b)` per token: one zero-initialised linear layer, so every g starts at 0.5."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        if hidden_size < 1:
+            raise ValueError(f"TokenScorer: hidden_size={hidden_size} must be >= 1")
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.linear.in_features
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid scores (B, T) of hidden states (B, T, D); no gradient reaches the model."""
+        if hidden.dim() != 3 or hidden.shape[-1] != self.hidden_size:
+            raise ValueError(
+                f"TokenScorer: hidden must be (B, T, {self.hidden_size}), got {tuple(hidden.shape)}"
+            )
+        h = hidden.detach().to(self.linear.weight.dtype)  # (B, T, D), cut from the model graph
+        return self.linear(h).squeeze(-1)  # (B, T)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Token weights g (B, T) in (0, 1)."""
+        return torch.sigmoid(self.logits(hidden))
+
+
+def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """H(σ(z)) in nats, from logits: `g·softplus(-z) + (1-g)·softplus(z)`, finite for any z."""
+    g = torch.sigmoid(logits)
+    return g * F.softplus(-logits) + (1 - g) * F.softplus(logits)
+
+
+def straight_through_above_half(logits: torch.Tensor) -> torch.Tensor:
+    """`1[g > 0.5]` in the forward pass, with the gradient of `g = σ(z)` in the backward pass."""
+    g = torch.sigmoid(logits)
+    hard = (logits > 0).to(g.dtype)  # g > 0.5 <=> z > 0
+    return hard + g - g.detach()
+
+
+def scorer_objective(
+    g_logits: torch.Tensor,
+    nll: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: ScorerConfig,
+    weight: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The scorer loss L_s of METHOD.md §1 and its four terms (unscaled, for logging).
+
+    g_logits (B, T) = wᵀh + b; nll (B, T) = ℓ_t (treated as a constant); mask (B, T) answer tokens;
+    weight = w, the scorer's linear weight (the bias is not regularised). `m̂_b`, the fraction of
+    sequence b's answer tokens with g > 0.5, uses a straight-through estimator so the budget term
+    has a gradient.
+    """
+    if g_logits.shape != nll.shape or g_logits.shape != mask.shape or g_logits.dim() != 2:
+        raise ValueError(
+            f"scorer_objective: g_logits {tuple(g_logits.shape)}, nll {tuple(nll.shape)} and mask "
+            f"{tuple(mask.shape)} must share one (B, T) shape"
+        )
+    z = zero_outside(g_logits, mask)  # (B, T)
+    g = torch.sigmoid(z)
+    nll = zero_outside(nll.detach(), mask)
+    forget = masked_mean((1 - g) * nll, mask)  # weight goes where ℓ_t is high
+    entropy = masked_mean(binary_entropy(z), mask)
+    above = zero_outside(straight_through_above_half(z), mask)  # (B, T)
+    frac = above.sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)  # (B,) m̂_b
+    budget = mean_over_sequences((frac - cfg.budget) ** 2, mask)
+    l2 = weight.pow(2).sum()
+    loss = forget + cfg.lambda_h * entropy + cfg.lambda_p * budget + cfg.lambda_2 * l2
+    parts = {
+        "scorer/loss": float(loss.detach()),
+        "scorer/forget": float(forget.detach()),
+        "scorer/entropy": float(entropy.detach()),
+        "scorer/budget": float(budget.detach()),
+        "scorer/l2": float(l2.detach()),
+        "scorer/frac_above_half": float(masked_mean(above.detach(), mask)),
+        "scorer/g_mean": float(masked_mean(g.detach(), mask)),
+    }
+    return loss, parts
+
+
+def scorer_lr_at(model_step: int, cfg: ScorerConfig, total_steps: int) -> float:
+    """Scorer learning rate at a model step: `scorer_lr·(1 - step/total_steps)` if decaying."""
+    if not cfg.lr_decay:
+        return cfg.scorer_lr
+    return cfg.scorer_lr * max(0.0, 1.0 - model_step / total_steps)
+
+
+class ScorerTrainer:
+    """Owns the scorer's optimiser and applies METHOD.md §1's alternating schedule.
+
+    Call `maybe_step` once per model step with that step's forget batch; it updates the scorer on
+    steps divisible by `update_every` (and not after `freeze_after`), with the model's hidden states
+    and NLLs detached, so the model is frozen during the scorer step.
+    """
+
+    def __init__(self, scorer: TokenScorer, cfg: ScorerConfig, total_steps: int) -> None:
+        if total_steps < 1:
+            raise ValueError(f"ScorerTrainer: total_steps={total_steps} must be >= 1")
+        self.scorer = scorer
+        self.cfg = cfg
+        self.total_steps = total_steps
+        self.optimizer = torch.optim.SGD(
+            scorer.parameters(), lr=cfg.scorer_lr, momentum=cfg.scorer_momentum
+        )
+        self.updates = 0
+
+    def should_update(self, model_step: int) -> bool:
+        frozen = self.cfg.freeze_after >= 0 and model_step > self.cfg.freeze_after
+        return model_step % self.cfg.update_every == 0 and not frozen
+
+    def maybe_step(
+        self, model_step: int, hidden: torch.Tensor, nll: torch.Tensor, mask: torch.Tensor
+    ) -> dict[str, float] | None:
+        """One scorer update if the schedule says so: its logged scalars, else None.
+
+        hidden (B, T, D) last-layer states, nll (B, T) = ℓ_t, mask (B, T) answer tokens.
+        """
+        if not self.should_update(model_step):
+            return None
+        lr = scorer_lr_at(model_step, self.cfg, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.enable_grad():  # the loop may call this inside its own no_grad evaluation
+            z = self.scorer.logits(hidden.detach())  # (B, T)
+            loss, parts = scorer_objective(
+                z, nll.detach().to(z.dtype), mask.to(z.dtype), self.cfg, self.scorer.linear.weight
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.scorer.parameters(), self.cfg.scorer_clip)
+        self.optimizer.step()
+        self.updates += 1
+        return {**parts, "scorer/lr": lr, "scorer/grad_norm": float(grad_norm)}
+
+
+def save_scorer(path: str | Path, scorer: TokenScorer) -> None:
+    """Write (w, b) as safetensors (never pickle), with the format in the metadata."""
+    tensors = {
+        "weight": scorer.linear.weight.detach().cpu().contiguous(),  # (1, D)
+        "bias": scorer.linear.bias.detach().cpu().contiguous(),  # (1,)
+    }
+    meta = {
+        "format": SCORER_FORMAT,
+        "schema": SCORER_SCHEMA,
+        "hidden_size": str(scorer.hidden_size),
+    }
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_scorer(path: str | Path) -> TokenScorer:
+    """Read a scorer written by `save_scorer`; a foreign or damaged file raises ValueError."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+    if meta.get("format") != SCORER_FORMAT or meta.get("schema") != SCORER_SCHEMA:
+        raise ValueError(
+            f"{path}: metadata format={meta.get('format')!r} schema={meta.get('schema')!r}, "
+            f"expected {SCORER_FORMAT!r} schema {SCORER_SCHEMA!r} (is this a scorer file?)"
+        )
+    if set(tensors) != {"weight", "bias"}:
+        raise ValueError(f"{path}: expected tensors 'weight' and 'bias', found {sorted(tensors)}")
+    weight, bias = tensors["weight"], tensors["bias"]
+    if weight.dim() != 2 or weight.shape[0] != 1 or tuple(bias.shape) != (1,):
+        raise ValueError(
+            f"{path}: weight must be (1, D) and bias (1,), got {tuple(weight.shape)} and "
+            f"{tuple(bias.shape)}"
+        )
+    scorer = TokenScorer(weight.shape[1])
+    with torch.no_grad():
+        scorer.linear.weight.copy_(weight)
+        scorer.linear.bias.copy_(bias)
+    return scorer
