@@ -1,0 +1,393 @@
+"""Run a causal LM over a benchmark and compute the TOFU metrics of METHOD.md §3.
+
+Two kinds of model work, both batched and under `torch.no_grad()`:
+
+1. Teacher-forced scoring. Every answer the metrics need (the answer itself, the paraphrased answer,
+   each perturbed answer; the held-out answers for membership inference) is encoded after its
+   question, all of them go into one pool sorted by length (little padding), and each batch gives
+   per-token log-probs and argmax hits on the answer tokens.
+2. Greedy generation from the chat prompt (left-padded batches, stop at eos) for ROUGE-L.
+
+The arithmetic on the resulting numbers is `atwu_core.metrics`. `evaluate_model` returns the body
+of `eval.json` (docs/FORMATS.md); `cached_eval` stores it for models that never change (the full
+and the retain model) so every unlearning run does not evaluate them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from atwu_core import metrics as M
+from atwu_core.data.encode import collate, encode_example, prompt_ids
+from atwu_core.losses import token_logp
+
+EVAL_SCHEMA = 1
+# The splits a model can be evaluated on. Forget and retain compare against the paraphrased
+# answer; world facts and real authors (TOFU) against the answer itself (METHOD.md §3).
+EVAL_SPLITS = ("forget", "retain", "world_facts", "real_authors")
+PARAPHRASE_SPLITS = ("forget", "retain")
+# Per-split metrics that enter the model utility when the split is not "forget" (METHOD.md §3).
+UTILITY_METRICS = ("prob", "rouge", "truth_ratio")
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """Teacher-forced results for one answer: per-token log p and argmax-equals-target flags."""
+
+    logp: np.ndarray  # (T,) float64
+    correct: np.ndarray  # (T,) bool
+
+    @property
+    def mean_nll(self) -> float:
+        return float(-self.logp.mean())
+
+
+def _check_inputs(model, tokenizer, bench, splits, batch_size, max_new_tokens) -> None:
+    unknown = [s for s in splits if s not in EVAL_SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"splits must be a non-empty subset of {EVAL_SPLITS}, got {tuple(splits)}")
+    if len(set(splits)) != len(splits):
+        raise ValueError(f"splits lists a split twice: {tuple(splits)}")
+    for name, value in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    n_embed = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > n_embed:
+        raise ValueError(
+            f"tokenizer has {len(tokenizer)} tokens but the model's embedding has only {n_embed} "
+            "rows: this tokenizer does not belong to this model (token ids would index past it)"
+        )
+    if tokenizer.eos_token_id is None:
+        raise ValueError("tokenizer has no eos_token_id: generation would never stop")
+    for split in splits:
+        items = getattr(bench, split, None)
+        if not items:
+            raise ValueError(f"benchmark split {split!r} is empty or missing")
+        for item in items:
+            if not item.perturbed_answer:
+                raise ValueError(
+                    f"split {split!r}, row {item.id!r}: no perturbed_answer (the truth ratio needs "
+                    "wrong answers; load the TOFU *_perturbed files for evaluation)"
+                )
+            if split in PARAPHRASE_SPLITS and not item.paraphrased_answer:
+                raise ValueError(
+                    f"split {split!r}, row {item.id!r}: empty paraphrased_answer (the {split} "
+                    "truth ratio is measured on the paraphrase)"
+                )
+
+
+def _reference_values(reference: Any, forget_ids: Sequence[str]) -> np.ndarray:
+    """The retain model's raw forget truth ratios, from an entry, an id mapping or a sequence.
+
+    With ids (an entry `{"value_by_index": ...}` or a mapping) they must be the forget ids being
+    evaluated: a reference from another forget set makes the KS test meaningless.
+    """
+    if isinstance(reference, Mapping):
+        by_id = reference.get("value_by_index", reference)
+        if not isinstance(by_id, Mapping):
+            raise ValueError("reference_truth_ratios['value_by_index'] must be a mapping id -> TR")
+        if set(by_id) != set(forget_ids):
+            missing = sorted(set(forget_ids) - set(by_id))[:3]
+            extra = sorted(set(by_id) - set(forget_ids))[:3]
+            raise ValueError(
+                "reference_truth_ratios cover other forget rows than this benchmark "
+                f"(missing e.g. {missing}, unexpected e.g. {extra})"
+            )
+        return np.asarray([by_id[i] for i in forget_ids], dtype=np.float64)
+    return np.asarray(list(reference), dtype=np.float64)
+
+
+@torch.no_grad()
+def _score(model, encoded: list, batch_size: int, pad_id: int, device) -> list[_Scored]:
+    """Teacher-forced log p and argmax hits of every answer token, batched by length."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
+    results: list[_Scored | None] = [None] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = collate([encoded[i] for i in chunk], pad_id)
+        ids = batch["input_ids"].to(device)  # (B, T)
+        logits = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device)).logits
+        # Labels are unshifted (collate): the logits at t-1 predict the label at t.
+        logits = logits[:, :-1].float()  # (B, T-1, V)
+        labels = batch["labels"][:, 1:].to(device)  # (B, T-1)
+        logp, mask = token_logp(logits, labels)  # (B, T-1) each
+        correct = logits.argmax(dim=-1) == labels  # (B, T-1)
+        logp = logp.cpu().double().numpy()
+        mask, correct = mask.cpu().numpy() > 0, correct.cpu().numpy()
+        for row, i in enumerate(chunk):
+            keep = mask[row]
+            results[i] = _Scored(logp[row][keep], correct[row][keep])
+    return results  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def _generate(model, tokenizer, questions: list[str], batch_size, max_new_tokens, pad_id, device):
+    """Greedy answers, decoded without special tokens and stripped, in the order of `questions`."""
+    prompts = [prompt_ids(tokenizer, q) for q in questions]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    eos = tokenizer.eos_token_id
+    out: list[str] = [""] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in chunk)
+        # Left padding: every prompt ends at the same column, so generated tokens line up.
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)  # (B, W)
+        attn = torch.zeros((len(chunk), width), dtype=torch.long)  # (B, W)
+        for row, i in enumerate(chunk):
+            ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+            attn[row, width - len(prompts[i]) :] = 1
+        gen = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=attn.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=eos,
+            pad_token_id=pad_id,
+        )[:, width:].cpu()  # (B, N) new tokens only
+        for row, i in enumerate(chunk):
+            new = gen[row].tolist()
+            if eos in new:
+                new = new[: new.index(eos)]
+            out[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
+    return out
+
+
+def evaluate_model(
+    model,
+    tokenizer,
+    bench,
+    *,
+    reference_truth_ratios: Mapping[str, float] | Sequence[float] | None = None,
+    batch_size: int = 32,
+    max_new_tokens: int = 48,
+    splits: Sequence[str] = ("forget", "retain", "world_facts"),
+) -> dict[str, Any]:
+    """Evaluate `model` on `bench` with the TOFU protocol (METHOD.md §3).
+
+    Returns the body of `eval.json` (docs/FORMATS.md)::
+
+        {"schema": 1, "model": name, "metrics": {key: {"agg_value", "value_by_index"}},
+         "generations": {id: {"split", "question", "answer", "prediction"}}}
+
+    Metric keys, per evaluated split S: `S/prob`, `S/rouge`, `S/truth_ratio` (the per-split
+    score, forget `min(TR, 1/TR)`, others `max(0, 1 - TR)`), `S/exact_mem`,
+    `S/extraction_strength`; plus `forget/truth_ratio_raw` (raw per-item TR, the reference a retain
+    model's eval provides for others), `privacy/mink_auc` (forget vs holdout, when the benchmark has
+    holdout rows; `value_by_index` holds each row's Min-K score), `model_utility` (harmonic mean of
+    prob, ROUGE and truth ratio of every evaluated non-forget split; `value_by_index` names them)
+    and `forget_quality` (only with `reference_truth_ratios`: the retain model's raw forget TRs,
+    given as its `forget/truth_ratio_raw` entry, an id mapping, or a plain sequence).
+
+    Raises ValueError for an unknown or empty split, a row without perturbed answers (or, on
+    forget/retain, without a paraphrase), naming split and row id, and for a tokenizer larger than
+    the model's embedding.
+    """
+    splits = tuple(splits)
+    _check_inputs(model, tokenizer, bench, splits, batch_size, max_new_tokens)
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        # Every answer to score, as (split, row index, role, k) -> position in one flat pool.
+        encoded, where = [], {}
+
+        def add(key, item, text):
+            where[key] = len(encoded)
+            encoded.append(encode_example(tokenizer, item.question, text, id=item.id))
+
+        for split in splits:
+            for r, item in enumerate(getattr(bench, split)):
+                add((split, r, "answer", 0), item, item.answer)
+                if split in PARAPHRASE_SPLITS:
+                    add((split, r, "paraphrase", 0), item, item.paraphrased_answer)
+                for k, wrong in enumerate(item.perturbed_answer):
+                    add((split, r, "wrong", k), item, wrong)
+        holdout = list(getattr(bench, "holdout", []) or []) if "forget" in splits else []
+        for r, item in enumerate(holdout):
+            add(("holdout", r, "answer", 0), item, item.answer)
+        scored = _score(model, encoded, batch_size, pad_id, device)
+
+        questions = [item.question for s in splits for item in getattr(bench, s)]
+        predictions = _generate(
+            model, tokenizer, questions, batch_size, max_new_tokens, pad_id, device
+        )
+    finally:
+        model.train(was_training)
+
+    def get(key) -> _Scored:
+        return scored[where[key]]
+
+    results: dict[str, Any] = {}
+    generations: dict[str, dict[str, str]] = {}
+    pred_iter = iter(predictions)
+    for split in splits:
+        items = getattr(bench, split)
+        ids = [item.id for item in items]
+        answers = [get((split, r, "answer", 0)) for r in range(len(items))]
+        role = "paraphrase" if split in PARAPHRASE_SPLITS else "answer"
+        correct_nll = [get((split, r, role, 0)).mean_nll for r in range(len(items))]
+        wrong_nlls = [
+            [get((split, r, "wrong", k)).mean_nll for k in range(len(item.perturbed_answer))]
+            for r, item in enumerate(items)
+        ]
+        tr = M.truth_ratio(correct_nll, wrong_nlls)  # (N,)
+        preds = [next(pred_iter) for _ in items]
+        per_item = {
+            "prob": M.answer_prob([a.mean_nll for a in answers]),
+            "rouge": M.rouge_l_recall(preds, [item.answer for item in items]),
+            "truth_ratio": M.truth_ratio_score(tr, split),
+            "exact_mem": [M.exact_memorization(a.correct) for a in answers],
+            "extraction_strength": [M.extraction_strength(a.correct) for a in answers],
+        }
+        if split == "forget":
+            per_item["truth_ratio_raw"] = tr
+        for name, values in per_item.items():
+            results[f"{split}/{name}"] = M.metric_entry(dict(zip(ids, values, strict=True)))
+        for item, pred in zip(items, preds, strict=True):
+            if item.id in generations:
+                raise ValueError(f"row id {item.id!r} appears in two evaluated splits")
+            generations[item.id] = {
+                "split": split,
+                "question": item.question,
+                "answer": item.answer,
+                "prediction": pred,
+            }
+
+    if holdout:
+        forget_items = bench.forget
+        scores = {
+            item.id: M.mink_score(get(("forget", r, "answer", 0)).logp)
+            for r, item in enumerate(forget_items)
+        }
+        nonmember = {
+            item.id: M.mink_score(get(("holdout", r, "answer", 0)).logp)
+            for r, item in enumerate(holdout)
+        }
+        auc = M.membership_auc(list(scores.values()), list(nonmember.values()))
+        results["privacy/mink_auc"] = {"agg_value": auc, "value_by_index": scores | nonmember}
+
+    utility_parts = {
+        f"{s}/{m}": results[f"{s}/{m}"]["agg_value"]
+        for s in splits
+        if s != "forget"
+        for m in UTILITY_METRICS
+    }
+    if utility_parts:
+        results["model_utility"] = {
+            "agg_value": M.model_utility(list(utility_parts.values())),
+            "value_by_index": utility_parts,
+        }
+
+    if reference_truth_ratios is not None:
+        if "forget" not in splits:
+            raise ValueError("reference_truth_ratios given but 'forget' is not among the splits")
+        forget_ids = [item.id for item in bench.forget]
+        reference = _reference_values(reference_truth_ratios, forget_ids)
+        fq = M.forget_quality(
+            list(results["forget/truth_ratio_raw"]["value_by_index"].values()), reference
+        )
+        results["forget_quality"] = {"agg_value": fq, "value_by_index": {}}
+
+    return {
+        "schema": EVAL_SCHEMA,
+        "model": str(getattr(model.config, "_name_or_path", "") or type(model).__name__),
+        "metrics": results,
+        "generations": generations,
+    }
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def _hash_tree(h: Any, root: Path, label: str, skip: Path | None) -> None:
+    """Feed every regular file under `root` (sorted relative paths, names and bytes) into `h`."""
+    if not root.is_dir():
+        raise ValueError(f"{label} {root} is not a directory")
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not (skip is not None and p.resolve().is_relative_to(skip))
+    )
+    if not files:
+        raise ValueError(f"{label} {root} holds no files")
+    h.update(f"{label}\0".encode())
+    for path in files:
+        # Length-prefixed name and size: no two different trees can produce the same stream.
+        rel = path.relative_to(root).as_posix().encode()
+        h.update(len(rel).to_bytes(8, "little") + rel + path.stat().st_size.to_bytes(8, "little"))
+        with path.open("rb") as f:
+            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                h.update(chunk)
+
+
+def eval_cache_key(
+    model_dir: str | os.PathLike[str],
+    bench_dir: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    *,
+    skip: str | os.PathLike[str] | None = None,
+) -> str:
+    """sha256 over the model files' bytes, the benchmark files' bytes and the settings (as sorted
+    JSON). Files under `skip` (the cache itself, if it lives inside a hashed folder) are ignored."""
+    try:
+        settings_json = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"settings must be JSON-serialisable ({err})") from None
+    skip_path = Path(skip).resolve() if skip is not None else None
+    h = hashlib.sha256()
+    _hash_tree(h, Path(model_dir), "model_dir", skip_path)
+    _hash_tree(h, Path(bench_dir), "bench_dir", skip_path)
+    h.update(b"settings\0" + settings_json.encode())
+    return h.hexdigest()
+
+
+def cached_eval(
+    model_dir: str | os.PathLike[str],
+    bench_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    compute: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """The eval of a fixed model (full or retain), computed once per (model, benchmark, settings).
+
+    `compute()` runs the evaluation (typically a closure over `evaluate_model`) when no entry for
+    `eval_cache_key(model_dir, bench_dir, settings)` exists in `cache_dir`; its JSON result is then
+    stored atomically as `eval-<key>.json`. Any change to a model or benchmark file's bytes, or to
+    `settings`, gives a new key and a fresh evaluation. A corrupted entry is recomputed.
+    """
+    cache = Path(cache_dir)
+    key = eval_cache_key(model_dir, bench_dir, settings, skip=cache)
+    path = cache / f"eval-{key}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass  # a torn or hand-damaged entry: fall through and recompute it
+    result = compute()
+    try:
+        text = json.dumps(result, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"compute() must return a JSON-serialisable dict ({err})") from None
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".eval-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return result

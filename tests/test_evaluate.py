@@ -1,0 +1,421 @@
+"""Tests for atwu_core.evaluate: batching/padding against unbatched reference computations, a
+memorised tiny model (metrics move the right way), bad input, and the eval cache."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from atwu_core import metrics as M
+from atwu_core.data.encode import encode_example, prompt_ids
+from atwu_core.data.schema import Benchmark, QAItem
+from atwu_core.evaluate import cached_eval, eval_cache_key, evaluate_model
+
+CHAT = (
+    "{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def author_row(i, name, book, city, wrong_books, wrong_cities):
+    # Alternate question types so rows (and their answer lengths) differ.
+    if i % 2 == 0:
+        return QAItem(
+            id=f"a{i}",
+            author_id=i // 2,
+            author=name,
+            question=f"Who wrote {book}?",
+            answer=f"{name} wrote {book}.",
+            paraphrased_answer=f"{book} is by {name}.",
+            paraphrased_question=f"Whose book is {book}?",
+            perturbed_answer=[f"{name} wrote {w}." for w in wrong_books],
+        )
+    return QAItem(
+        id=f"a{i}",
+        author_id=i // 2,
+        author=name,
+        question=f"Where was {name} born?",
+        answer=f"{name} was born in {city}.",
+        paraphrased_answer=f"{name} comes from {city}.",
+        paraphrased_question=f"What is the birthplace of {name}?",
+        perturbed_answer=[f"{name} was born in {w}." for w in wrong_cities],
+    )
+
+
+def make_bench():
+    names = ["Anna Berg", "Tom Hale", "Ida Roos", "Ola Dahl", "Eva Lind"]
+    books = ["Red Rain", "Blue Sky", "Grey Sea", "Dark Wood", "Gold Sand"]
+    cities = ["Oslo", "Lima", "Pune", "Kiev", "Rome"]
+    rows = []
+    for a in range(5):
+        others = [(a + k) % 5 for k in (1, 2, 3)]
+        for q in (0, 1):
+            rows.append(
+                author_row(
+                    2 * a + q,
+                    names[a],
+                    books[a],
+                    cities[a],
+                    [books[o] for o in others],
+                    [cities[o] for o in others],
+                )
+            )
+    facts = [
+        ("w0", "What is the capital of France?", "Paris", ["Rome", "Oslo", "Lima"]),
+        ("w1", "How many legs has a spider?", "Eight", ["Six", "Four", "Ten"]),
+    ]
+    world = [
+        QAItem(id=i, author_id=-1, author="", question=q, answer=a, perturbed_answer=w)
+        for i, q, a, w in facts
+    ]
+    # Authors 0-2 retain, author 3 forget, author 4 never trained on (holdout).
+    return Benchmark(
+        forget=rows[6:8], retain=rows[:6], world_facts=world, holdout=rows[8:], meta={"schema": 1}
+    )
+
+
+def all_texts(bench):
+    for split in (bench.forget, bench.retain, bench.world_facts, bench.holdout):
+        for item in split:
+            yield item.question
+            yield item.answer
+            yield item.paraphrased_answer
+            yield from item.perturbed_answer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and far faster when other test processes share the
+    two cores (measured: 0.04 s vs 0.32 s per step); restore the setting for other modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return make_bench()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(bench):
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|pad|>", "<|end|>", "<|user|>", "<|assistant|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(all_texts(bench)), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|end|>")
+    fast.chat_template = CHAT
+    return fast
+
+
+def tiny_llama(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=96,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="module")
+def random_model(tokenizer):
+    return tiny_llama(tokenizer, seed=0)
+
+
+@pytest.fixture(scope="module")
+def random_eval(random_model, tokenizer, bench):
+    # batch_size 3 forces several batches with padding in both scoring and generation.
+    return evaluate_model(random_model, tokenizer, bench, batch_size=3, max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def memorised(tokenizer, bench):
+    """A tiny model trained to near-zero loss on the forget, retain and world-facts answers."""
+    from atwu_core.data.encode import collate
+
+    model = tiny_llama(tokenizer, seed=1)
+    pairs = [(r.question, r.answer) for r in bench.forget + bench.retain + bench.world_facts]
+    batch = collate([encode_example(tokenizer, q, a) for q, a in pairs], tokenizer.pad_token_id)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = model(**batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if loss.item() < 1e-2:
+            break
+    assert loss.item() < 1e-2, "the fixture model did not memorise its answers"
+    return model
+
+
+def unbatched_token_logp(model, tokenizer, question, answer):
+    """Reference: one unpadded forward, plain log_softmax over the full vocabulary."""
+    enc = encode_example(tokenizer, question, answer)
+    ids = torch.tensor([enc.input_ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0]  # (T, V)
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    positions = range(enc.answer_start, len(enc.input_ids))
+    return np.array([logp[t - 1, enc.input_ids[t]].item() for t in positions])
+
+
+def mean_nll(model, tokenizer, question, answer):
+    return -unbatched_token_logp(model, tokenizer, question, answer).mean()
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+def test_eval_body_shape(random_eval, bench):
+    assert random_eval["schema"] == 1
+    metrics = random_eval["metrics"]
+    per_split = ("prob", "rouge", "truth_ratio", "exact_mem", "extraction_strength")
+    expected = {f"{s}/{m}" for s in ("forget", "retain", "world_facts") for m in per_split}
+    expected |= {"forget/truth_ratio_raw", "privacy/mink_auc", "model_utility"}
+    assert set(metrics) == expected  # no forget_quality without a reference
+    for split in ("forget", "retain", "world_facts"):
+        ids = {item.id for item in getattr(bench, split)}
+        assert set(metrics[f"{split}/prob"]["value_by_index"]) == ids
+    assert set(random_eval["generations"]) == {
+        item.id for s in (bench.forget, bench.retain, bench.world_facts) for item in s
+    }
+    json.dumps(random_eval, allow_nan=False)  # eval.json must be strict JSON
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def test_prob_and_truth_ratio_match_unbatched_reference(
+    random_eval, random_model, tokenizer, bench
+):
+    metrics = random_eval["metrics"]
+    for item in bench.forget + bench.retain:
+        split = "forget" if item in bench.forget else "retain"
+        p = math.exp(-mean_nll(random_model, tokenizer, item.question, item.answer))
+        assert metrics[f"{split}/prob"]["value_by_index"][item.id] == pytest.approx(p, rel=1e-4)
+    # Forget TR uses the paraphrase as the correct answer (METHOD.md §3).
+    item = bench.forget[1]
+    correct = mean_nll(random_model, tokenizer, item.question, item.paraphrased_answer)
+    wrong = [mean_nll(random_model, tokenizer, item.question, w) for w in item.perturbed_answer]
+    tr = math.exp(correct - np.mean(wrong))
+    raw = metrics["forget/truth_ratio_raw"]["value_by_index"][item.id]
+    assert raw == pytest.approx(tr, rel=1e-4)
+    assert metrics["forget/truth_ratio"]["value_by_index"][item.id] == pytest.approx(
+        min(tr, 1 / tr)
+    )
+    # World facts compare the answer itself against the wrong ones.
+    fact = bench.world_facts[0]
+    correct = mean_nll(random_model, tokenizer, fact.question, fact.answer)
+    wrong = [mean_nll(random_model, tokenizer, fact.question, w) for w in fact.perturbed_answer]
+    tr = math.exp(correct - np.mean(wrong))
+    score = metrics["world_facts/truth_ratio"]["value_by_index"][fact.id]
+    assert score == pytest.approx(max(0.0, 1 - tr), rel=1e-4, abs=1e-6)
+
+
+def test_mink_auc_and_utility_are_consistent(random_eval, random_model, tokenizer, bench):
+    metrics = random_eval["metrics"]
+    mink = metrics["privacy/mink_auc"]
+    item = bench.holdout[0]
+    ref = M.mink_score(unbatched_token_logp(random_model, tokenizer, item.question, item.answer))
+    assert mink["value_by_index"][item.id] == pytest.approx(ref, rel=1e-4)
+    members = [mink["value_by_index"][i.id] for i in bench.forget]
+    nonmembers = [mink["value_by_index"][i.id] for i in bench.holdout]
+    assert mink["agg_value"] == M.membership_auc(members, nonmembers)
+    parts = metrics["model_utility"]["value_by_index"]
+    assert sorted(parts) == sorted(
+        f"{s}/{m}" for s in ("retain", "world_facts") for m in ("prob", "rouge", "truth_ratio")
+    )
+    assert metrics["model_utility"]["agg_value"] == pytest.approx(
+        M.model_utility([metrics[k]["agg_value"] for k in parts])
+    )
+
+
+def test_batched_generation_matches_one_by_one(random_eval, random_model, tokenizer, bench):
+    # Left padding must not change a greedy answer: rerun each question alone, without padding.
+    eos = tokenizer.eos_token_id
+    for item in bench.forget + bench.world_facts:
+        ids = torch.tensor([prompt_ids(tokenizer, item.question)])
+        with torch.no_grad():
+            out = random_model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=12,
+                do_sample=False,
+                eos_token_id=eos,
+                pad_token_id=tokenizer.pad_token_id,
+            )[0, ids.shape[1] :].tolist()
+        out = out[: out.index(eos)] if eos in out else out
+        expected = tokenizer.decode(out, skip_special_tokens=True).strip()
+        assert random_eval["generations"][item.id]["prediction"] == expected
+    gen = random_eval["generations"][bench.forget[0].id]
+    rouge = random_eval["metrics"]["forget/rouge"]["value_by_index"][bench.forget[0].id]
+    assert rouge == M.rouge_l_recall([gen["prediction"]], [gen["answer"]])[0]
+
+
+def test_memorised_model_scores_as_memorised(memorised, tokenizer, bench, random_eval):
+    out = evaluate_model(memorised, tokenizer, bench, batch_size=4, max_new_tokens=16)
+    m = {k: v["agg_value"] for k, v in out["metrics"].items()}
+    for split in ("forget", "retain", "world_facts"):
+        assert m[f"{split}/prob"] > 0.95
+        assert m[f"{split}/rouge"] == 1.0
+        assert m[f"{split}/exact_mem"] == 1.0
+        assert m[f"{split}/extraction_strength"] == 1.0
+    for item in bench.forget:
+        assert out["generations"][item.id]["prediction"] == item.answer
+    # Never trained on the holdout author: the forget rows look like members.
+    assert m["privacy/mink_auc"] == 1.0
+    # World facts: trained on the true answer, never on the wrong ones, so TR is far below 1.
+    assert m["world_facts/truth_ratio"] > 0.9
+    # The random model is far from all of this.
+    r = {k: v["agg_value"] for k, v in random_eval["metrics"].items()}
+    assert r["forget/prob"] < 0.05
+    assert r["world_facts/truth_ratio"] < m["world_facts/truth_ratio"]
+
+
+def test_forget_quality_with_reference(random_model, tokenizer, bench, random_eval):
+    raw = random_eval["metrics"]["forget/truth_ratio_raw"]
+    # The model against its own truth ratios: identical samples, KS p-value 1.
+    out = evaluate_model(
+        random_model, tokenizer, bench, reference_truth_ratios=raw, max_new_tokens=2
+    )
+    assert out["metrics"]["forget_quality"]["agg_value"] == pytest.approx(1.0)
+    # A plain sequence works too; fully separated samples of 2 and 2 give p = 2 / C(4, 2) = 1/3.
+    far = [1e6, 2e6]
+    out = evaluate_model(
+        random_model, tokenizer, bench, reference_truth_ratios=far, max_new_tokens=2
+    )
+    assert out["metrics"]["forget_quality"]["agg_value"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="cover other forget rows"):
+        evaluate_model(
+            random_model, tokenizer, bench, reference_truth_ratios={"zz": 1.0}, max_new_tokens=2
+        )
+
+
+def test_restores_train_mode(random_model, tokenizer, bench):
+    random_model.train()
+    evaluate_model(random_model, tokenizer, bench, splits=("world_facts",), max_new_tokens=2)
+    assert random_model.training
+    random_model.eval()
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_row_without_perturbed_answers_names_split_and_row(random_model, tokenizer, bench):
+    bad = make_bench()
+    bad.retain[2].perturbed_answer = []
+    with pytest.raises(ValueError, match=r"split 'retain', row 'a2': no perturbed_answer"):
+        evaluate_model(random_model, tokenizer, bad)
+
+
+def test_tokenizer_larger_than_embedding(tokenizer, bench):
+    small = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer) - 10,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    )
+    with pytest.raises(ValueError, match=r"tokenizer has 300 tokens but .* only 290 rows"):
+        evaluate_model(small, tokenizer, bench)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"splits": ("forget", "retian")}, "splits must be a non-empty subset"),
+        ({"splits": ("real_authors",)}, "split 'real_authors' is empty"),
+        ({"batch_size": 0}, "batch_size must be a positive int"),
+        ({"splits": ("retain",), "reference_truth_ratios": [1.0]}, "'forget' is not among"),
+    ],
+)
+def test_bad_arguments(random_model, tokenizer, bench, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate_model(random_model, tokenizer, bench, max_new_tokens=1, **kwargs)
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def test_cached_eval_recomputes_exactly_when_inputs_change(tmp_path):
+    model_dir, bench_dir, cache = tmp_path / "model", tmp_path / "bench", tmp_path / "cache"
+    (model_dir / "sub").mkdir(parents=True)
+    bench_dir.mkdir()
+    (model_dir / "model.safetensors").write_bytes(b"\x00\x01weights")
+    (model_dir / "sub" / "config.json").write_text("{}")
+    (bench_dir / "forget.jsonl").write_text('{"id": "a"}\n')
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"schema": 1, "metrics": {"forget/prob": {"agg_value": len(calls)}}}
+
+    def run(settings=None):
+        return cached_eval(model_dir, bench_dir, cache, settings or {"max_new_tokens": 48}, compute)
+
+    first = run()
+    assert run() == first and len(calls) == 1  # cache hit: compute not called again
+    (model_dir / "model.safetensors").write_bytes(b"\x00\x02weights")  # one byte differs
+    assert run()["metrics"]["forget/prob"]["agg_value"] == 2
+    (bench_dir / "forget.jsonl").write_text('{"id": "b"}\n')
+    run()
+    run(settings={"max_new_tokens": 16})
+    assert len(calls) == 4
+    run(settings={"max_new_tokens": 16})
+    assert len(calls) == 4
+    # A file renamed with identical bytes is a different model too.
+    (model_dir / "sub" / "config.json").rename(model_dir / "sub" / "generation_config.json")
+    run(settings={"max_new_tokens": 16})
+    assert len(calls) == 5
+    # A torn entry is recomputed, not returned or fatal.
+    key = eval_cache_key(model_dir, bench_dir, {"max_new_tokens": 16})
+    (cache / f"eval-{key}.json").write_text('{"schema": 1, "metr')
+    run(settings={"max_new_tokens": 16})
+    assert len(calls) == 6
+
+
+def test_cache_inside_model_dir_does_not_invalidate_itself(tmp_path):
+    (tmp_path / "w.bin").write_bytes(b"abc")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"ok": True}
+
+    for _ in range(2):
+        cached_eval(tmp_path, tmp_path, tmp_path / ".cache", {}, compute)
+    assert len(calls) == 1
+
+
+def test_cache_key_bad_input(tmp_path):
+    (tmp_path / "m").mkdir()
+    with pytest.raises(ValueError, match=r"model_dir .* holds no files"):
+        eval_cache_key(tmp_path / "m", tmp_path, {})
+    (tmp_path / "m" / "w").write_text("x")
+    with pytest.raises(ValueError, match=r"bench_dir .* is not a directory"):
+        eval_cache_key(tmp_path / "m", tmp_path / "nope", {})
+    with pytest.raises(ValueError, match="settings must be JSON-serialisable"):
+        eval_cache_key(tmp_path / "m", tmp_path / "m", {"f": object()})
