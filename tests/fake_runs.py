@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -38,11 +40,23 @@ EXAMPLES = (
     ),
 )
 METHODS = ("atwu", "wga", "satimp", "seul", "oracle_mask", "grad_diff")
+# What the fake CLI's `methods --json` prints: the shape of the real `atwu methods --json`.
+METHODS_TABLE = [
+    {
+        "name": "atwu",
+        "summary": "learned weights",
+        "hparams": {"beta": 5.0, "saturation": "scaled"},
+        "scorer": {"budget": 0.2, "update_every": 5, "lr_decay": True},
+    },
+    {"name": "wga", "summary": "p^beta weights", "hparams": {"beta": 1.0}, "scorer": None},
+]
 
 
 def tokenize(answer: str) -> list[tuple[str, int, int]]:
-    """Word-level stand-in for a byte-level BPE: each token keeps its leading space, as BPE does."""
-    return [(m.group(), m.start(), m.end()) for m in re.finditer(r"\s*[\w-]+|\s*[^\w\s]+", answer)]
+    """Word-level stand-in for a byte-level BPE: each token keeps its leading space, as BPE does.
+    An HTML-looking tag stays one token, so escaping is tested on a token like " <b>"."""
+    pattern = r"\s*<[^>]*>|\s*[\w-]+|\s*[^\w\s]+"
+    return [(m.group(), m.start(), m.end()) for m in re.finditer(pattern, answer)]
 
 
 def char_spans(answer: str, spans) -> list[dict]:
@@ -102,26 +116,24 @@ def write_fake_run(
     finish: bool = True,
     evaluate: bool = True,
     run_id: str | None = None,
+    step_seconds: float = 0.0,
 ) -> Path:
     """One run folder: metrics every step, token snapshots every `snapshot_every` steps, eval.json
-    with TOFU-style metrics and generations, status finished (or left running if `finish=False`)."""
+    with TOFU-style metrics and generations, status finished (or left running if `finish=False`).
+
+    `step_seconds` makes each step take that long; Ctrl-C (SIGINT) then ends the run as
+    "interrupted", like the real training loop.
+    """
     rng = np.random.default_rng([zlib.crc32(method.encode()), seed])  # stable across processes
     config = {"method": method, "seed": seed, "lr": 2e-4, "hparams": {"beta": 5.0}}
     env = {"python": "3.11", "torch": "fake", "device": "cpu", "atwu_core": "0.1.0"}
     writer = RunWriter.create(runs_dir, method, config, env, total_steps, run_id=run_id)
     snapshots = list(range(0, total_steps + 1, snapshot_every))
-    for step in range(1, total_steps + 1):
-        writer.log(
-            {
-                "step": step,
-                "epoch": step / total_steps,
-                "time_s": 0.1 * step,
-                "loss/total": float(2.0 - step / total_steps + rng.normal(0, 0.05)),
-                "forget/nll": float(0.1 + 3 * step / total_steps),
-                "retain/nll": float(0.1 + 0.2 * step / total_steps),
-            }
-        )
-        writer.update(steps_done=step)
+    try:
+        _train(writer, total_steps, rng, step_seconds)
+    except KeyboardInterrupt:
+        writer.finish("interrupted", reason="interrupted (Ctrl-C)", failed_step=None)
+        raise
     writer.write_token_weights(token_frame(method, snapshots, rng))
     if evaluate:
         ids = [e[0] for e in EXAMPLES]
@@ -148,6 +160,22 @@ def write_fake_run(
     if finish:
         writer.finish("finished")
     return writer.path
+
+
+def _train(writer: RunWriter, total_steps: int, rng: np.random.Generator, step_seconds: float):
+    for step in range(1, total_steps + 1):
+        time.sleep(step_seconds)
+        writer.log(
+            {
+                "step": step,
+                "epoch": step / total_steps,
+                "time_s": 0.1 * step,
+                "loss/total": float(2.0 - step / total_steps + rng.normal(0, 0.05)),
+                "forget/nll": float(0.1 + 3 * step / total_steps),
+                "retain/nll": float(0.1 + 0.2 * step / total_steps),
+            }
+        )
+        writer.update(steps_done=step)
 
 
 def write_fake_runs(runs_dir: str | Path, methods=METHODS) -> list[Path]:
@@ -181,3 +209,51 @@ def write_fake_benchmark(bench_dir: str | Path) -> Path:
     (bench / "retain.jsonl").write_text(json.dumps(retain) + "\n")
     (bench / "meta.json").write_text(json.dumps({"schema": 1, "source": "builtin", "seed": 0}))
     return bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A fast stand-in for `python -m atwu_core.cli` (`methods --json` and `unlearn`), so the
+    dashboard's launch path is tested without torch. `FAKE_STEP_SECONDS` slows the steps down."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(prog="fake-atwu")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("methods").add_argument("--json", action="store_true")
+    p = sub.add_parser("unlearn")
+    p.add_argument("--method", required=True)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--runs-dir", required=True)
+    p.add_argument("--max-steps", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    for flag in ("--lr", "--alpha", "--gamma"):
+        p.add_argument(flag, type=float, default=1.0)
+    p.add_argument("--eval", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "methods":
+        print(json.dumps(METHODS_TABLE))
+        return 0
+    sets = dict(pair.split("=", 1) for pair in args.set)
+    budget = float(sets.get("budget", 0.2))
+    if not 0 <= budget <= 1:  # mirrors ScorerConfig's check: the dashboard must show it
+        print(f"atwu unlearn: error: budget must be in [0, 1], got {budget}", file=sys.stderr)
+        return 2
+    try:
+        path = write_fake_run(
+            args.runs_dir,
+            args.method,
+            seed=args.seed,
+            total_steps=args.max_steps,
+            snapshot_every=max(args.max_steps // 2, 1),
+            evaluate=args.eval,
+            step_seconds=float(os.environ.get("FAKE_STEP_SECONDS", "0.02")),
+        )
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(f"finished: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

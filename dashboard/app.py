@@ -1,0 +1,697 @@
+"""ATWU Lab dashboard: `streamlit run dashboard/app.py`.
+
+A thin layer over `atwu_core.runs` (reading run folders) and `atwu_core.viz` (figures); it holds no
+science. Torch is never imported here: runs are launched as subprocesses (dashboard/jobs.py) and
+`atwu_core.probe` is imported only when the user asks to score a text.
+
+Environment: `ATWU_RUNS_DIRS` (folders to list, separated by os.pathsep; default
+`sample_data/runs` next to the repo and `./runs`), `ATWU_NEW_RUNS_DIR` (where launched runs go;
+default `./runs`), `ATWU_BENCHMARK_DIR` (default `sample_data/benchmark`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parents[1]
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the repo: use the atwu_core
+# and dashboard helpers next to this file.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from atwu_core import runs, viz  # noqa: E402
+from dashboard import jobs, teaching  # noqa: E402
+
+TABS = (
+    "Token view",
+    "Probe your own text",
+    "Alignment",
+    "Curves & trade-offs",
+    "Generations",
+    "Run a new experiment",
+    "Data",
+)
+# Methods shown next to each other in the token view, in this order (whichever runs exist).
+COMPARE_METHODS = ("atwu", "wga", "satimp", "seul", "oracle_mask")
+# Runs of the starting model evaluated without unlearning, whose generations are "the full model".
+FULL_MODEL_METHODS = ("full", "finetune", "none")
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration and cached loading
+
+
+def default_runs_dirs() -> list[str]:
+    env = os.environ.get("ATWU_RUNS_DIRS")
+    if env:
+        return [d for d in env.split(os.pathsep) if d.strip()]
+    return [str(ROOT / "sample_data" / "runs"), str(Path.cwd() / "runs")]
+
+
+def new_runs_dir() -> Path:
+    return Path(os.environ.get("ATWU_NEW_RUNS_DIR", Path.cwd() / "runs")).resolve()
+
+
+def benchmark_dir() -> Path:
+    return Path(os.environ.get("ATWU_BENCHMARK_DIR", ROOT / "sample_data" / "benchmark"))
+
+
+def _stat_sig(paths: list[Path]) -> tuple:
+    """(path, mtime, size) of the files that exist: the cache key that follows file changes."""
+    sig = []
+    for p in paths:
+        try:
+            s = p.stat()
+        except OSError:
+            continue
+        sig.append((str(p), s.st_mtime_ns, s.st_size))
+    return tuple(sig)
+
+
+def _dirs_sig(dirs: tuple[str, ...]) -> tuple:
+    files = []
+    for d in dirs:
+        try:
+            children = sorted(Path(d).iterdir())
+        except OSError:
+            continue
+        files += [c / name for c in children for name in (runs.RUN_JSON, runs.EVAL_JSON)]
+    return _stat_sig(files)
+
+
+# ttl: a running run whose writer died changes no file, yet must turn "running (stale?)".
+@st.cache_data(show_spinner=False, ttl=30)
+def _list_runs(dirs: tuple[str, ...], sig: tuple) -> pd.DataFrame:
+    return runs.list_runs(*dirs)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _load_run(path: str, sig: tuple) -> runs.Run:
+    return runs.load_run(path)
+
+
+def load_run(path: str) -> tuple[runs.Run | None, str | None]:
+    """(run, None) or (None, error message); never raises."""
+    p = Path(path)
+    try:
+        return _load_run(path, _stat_sig([p / name for name in runs.RUN_FILES])), None
+    except Exception as e:  # a UI boundary: any unreadable folder becomes a message
+        return None, str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+
+
+@st.cache_data(show_spinner=False)
+def _read_jsonl(path: str, sig: tuple) -> tuple[list[dict], list[str]]:
+    rows, errors = [], []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"expected a JSON object, found {type(row).__name__}")
+                rows.append(row)
+            except ValueError as e:
+                errors.append(f"{path}:{i}: {e}")
+    return rows, errors
+
+
+def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
+    """Benchmark rows of one file and the messages of its unreadable lines."""
+    try:
+        return _read_jsonl(str(path), _stat_sig([path]))
+    except OSError as e:
+        return [], [f"{path}: {e}"]
+
+
+def benchmark_index() -> dict[str, dict]:
+    """Benchmark rows by id (questions and spans for the token and generation views)."""
+    index = {}
+    for path in sorted(benchmark_dir().glob("*.jsonl")):
+        for row in read_jsonl(path)[0]:
+            if isinstance(row.get("id"), str):
+                index[row["id"]] = row
+    return index
+
+
+def label_runs(rows: pd.DataFrame) -> dict[str, str]:
+    """path -> label: the run id, plus its folder when two listed folders hold the same id."""
+    counts = rows["run_id"].value_counts()
+    return {
+        r.path: r.run_id if counts[r.run_id] == 1 else f"{r.run_id} @ {Path(r.path).parent.name}"
+        for r in rows.itertuples()
+    }
+
+
+def with_token_weights(loaded: dict[str, runs.Run]) -> dict[str, runs.Run]:
+    return {k: r for k, r in loaded.items() if r.token_weights is not None and len(r.token_weights)}
+
+
+def preferred_run(loaded: dict[str, runs.Run]) -> str:
+    """The run a view opens on: the newest ATWU run (what the dashboard is about), else the
+    newest run. `loaded` is ordered newest first."""
+    return next((k for k, r in loaded.items() if r.method == "atwu"), next(iter(loaded)))
+
+
+def teach(key: str) -> None:
+    st.caption(teaching.VIEWS[key])
+
+
+def plot(fig: Any, key: str) -> None:
+    st.plotly_chart(fig, key=key, width="stretch")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sidebar
+
+
+def sidebar() -> tuple[pd.DataFrame, list[str]]:
+    """Runs folders, the run table and the selection; returns (run table, selected paths)."""
+    st.sidebar.title("ATWU Lab")
+    st.sidebar.caption("Token-level LLM unlearning, token by token.")
+    with st.sidebar.expander("What is ATWU?"):
+        st.markdown(teaching.ATWU_BLURB)
+    text = st.sidebar.text_area(
+        "Runs folders (one per line)",
+        value="\n".join(default_runs_dirs()),
+        key="runs_dirs",
+        help="Every sub-folder holding a run.json is a run. New runs you launch go to "
+        f"{new_runs_dir()}, which is always listed.",
+    )
+    dirs = list(dict.fromkeys([d.strip() for d in text.splitlines() if d.strip()]))
+    dirs = list(dict.fromkeys([*dirs, str(new_runs_dir())]))
+    if st.sidebar.button("Reload", key="reload", help="Re-read every run folder from disk"):
+        st.cache_data.clear()
+    table = _list_runs(tuple(dirs), _dirs_sig(tuple(dirs)))
+    for d in dirs:
+        in_dir = table["path"].map(lambda p, d=d: Path(p).parent == Path(d))
+        if not Path(d).is_dir():
+            st.sidebar.info(f"Folder `{d}` does not exist (yet).")
+        elif not in_dir.any():
+            st.sidebar.info(f"No runs in `{d}`.")
+    ok = table[table["error"].isna()]
+    labels = label_runs(ok)
+    paths = list(labels)
+    # New runs (e.g. one just launched) join the selection instead of hiding behind it.
+    known = st.session_state.setdefault("_known_runs", set())
+    if "selected_runs" in st.session_state:
+        st.session_state["selected_runs"] = [
+            p for p in st.session_state["selected_runs"] if p in labels
+        ] + [p for p in paths if p not in known]
+    else:
+        st.session_state["selected_runs"] = paths
+    known.update(paths)
+    status = dict(zip(ok["path"], ok["status"], strict=True))
+    selected = st.sidebar.multiselect(
+        "Runs to show",
+        paths,
+        key="selected_runs",
+        format_func=lambda p: f"{labels[p]} [{status[p]}]",
+    )
+    return table, selected
+
+
+# ---------------------------------------------------------------------------------------------
+# Views
+
+
+def token_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
+    teach("token")
+    with_tw = with_token_weights(loaded)
+    if not with_tw:
+        st.info("None of the selected runs has token weights yet (token_weights.parquet).")
+        return
+    names = list(with_tw)
+    if st.session_state.get("tv_run") not in names:
+        st.session_state["tv_run"] = preferred_run(with_tw)
+    label = st.selectbox(
+        "Run", names, key="tv_run", format_func=lambda k: f"{k} ({with_tw[k].method})"
+    )
+    run = with_tw[label]
+    tw = run.token_weights
+    examples = list(dict.fromkeys(tw.sort_values(["example_id"])["example_id"]))
+    if st.session_state.get("tv_example") not in examples:
+        st.session_state["tv_example"] = examples[0]
+    example = st.selectbox(
+        "Example",
+        examples,
+        key="tv_example",
+        format_func=lambda e: f"{e}: {bench.get(e, {}).get('question', '')}".rstrip(": "),
+    )
+    steps = sorted(int(s) for s in tw.loc[tw["example_id"] == example, "step"].unique())
+    if st.session_state.get("tv_step") not in steps:
+        st.session_state["tv_step"] = steps[-1]
+    if len(steps) > 1:
+        step = st.select_slider(
+            "Snapshot (training step)",
+            options=steps,
+            key="tv_step",
+            help="Replay the weights over training: 0 = before unlearning.",
+        )
+    else:
+        step = steps[0]
+        st.caption(f"One snapshot only, at step {step}.")
+    if example in bench:
+        st.html(f"<b>Question:</b> {html.escape(str(bench[example].get('question', '')))}")
+    body = viz.token_html(viz.example_tokens(tw, example, step))
+    st.html(body)
+
+    st.subheader("All probe examples at this step")
+    teach("heatmap")
+    plot(viz.weights_heatmap(tw, step), "tv_heatmap")
+
+    st.subheader("Side by side")
+    teach("side_by_side")
+    has_example = [k for k, r in with_tw.items() if example in set(r.token_weights["example_id"])]
+    default = [label] + [
+        next(k for k in reversed(has_example) if with_tw[k].method == m)
+        for m in COMPARE_METHODS
+        if any(with_tw[k].method == m for k in has_example) and with_tw[label].method != m
+    ]
+    compare = st.multiselect("Runs to compare", has_example, default=default, key="tv_compare")
+    frames = {}
+    for k in compare:
+        rtw = with_tw[k].token_weights
+        last = int(rtw.loc[rtw["example_id"] == example, "step"].max())
+        frames[f"{with_tw[k].method} · {k} (step {last})"] = viz.example_tokens(rtw, example, last)
+    gt = viz.example_tokens(tw, example, step)
+    frames["ground truth (spans)"] = gt.assign(weight=gt["in_span"].astype(float))
+    side = viz.side_by_side(frames)
+    st.html(side)
+    page = viz.standalone_html(
+        body + "<h3>Side by side</h3>" + side, f"ATWU token view: {label}, {example}, step {step}"
+    )
+    st.download_button(
+        "Download the token view (HTML)",
+        page,
+        file_name=f"token-view-{label}-{example}-step{step}.html",
+        mime="text/html",
+        key="tv_download",
+    )
+
+
+def probe_view(loaded: dict[str, runs.Run]) -> None:
+    teach("probe")
+    if not loaded:
+        st.info("Select a run in the sidebar to probe its model.")
+        return
+    names = list(loaded)
+    if st.session_state.get("probe_run") not in names:
+        st.session_state["probe_run"] = preferred_run(loaded)
+    run_label = st.selectbox("Run whose model scores the text", names, key="probe_run")
+    question = st.text_input("Question", key="probe_q", placeholder="Where was Elena Marquez born?")
+    answer = st.text_area(
+        "Answer", key="probe_a", placeholder="Elena Marquez was born in Lisbon in 1961."
+    )
+    if st.button("Score the answer's tokens", key="probe_go"):
+        st.session_state.pop("probe_result", None)
+        if not answer.strip():
+            st.error("Type an answer to score.")
+        else:
+            with st.spinner("Loading the model and scoring (imports torch the first time)..."):
+                result, error = _score_text(loaded[run_label].path, question, answer)
+            if error:
+                st.error(error)
+            else:
+                st.session_state["probe_result"] = (run_label, question, answer, result)
+    saved = st.session_state.get("probe_result")
+    if saved and saved[:3] == (run_label, question, answer):
+        df = _with_conflict(saved[3], loaded[run_label].token_weights, answer)
+        st.html(viz.token_html(df))
+        cols = [c for c in ("token", "char_start", "char_end", "weight", "conflict") if c in df]
+        st.dataframe(df[cols], key="probe_table", hide_index=True)
+
+
+def _score_text(path: Path, question: str, answer: str) -> tuple[pd.DataFrame | None, str | None]:
+    """atwu_core.probe.score_text, imported only now (it needs torch); errors become messages."""
+    try:
+        from atwu_core import probe
+    except Exception as e:
+        return None, f"Probing is not available: atwu_core.probe cannot be imported ({e})."
+    try:
+        df = probe.score_text(path, question, answer)
+    except Exception as e:
+        return None, f"Scoring failed for {path.name}: {type(e).__name__}: {e}"
+    missing = {"token", "weight"} - set(getattr(df, "columns", ()))
+    if missing:
+        return None, f"atwu_core.probe.score_text returned no {sorted(missing)} column(s)."
+    return df, None
+
+
+def _with_conflict(df: pd.DataFrame, tw: pd.DataFrame | None, answer: str) -> pd.DataFrame:
+    """Add the run's recorded retain `conflict` when the answer is one of its probe examples."""
+    if "conflict" in df.columns or tw is None or "conflict" not in tw.columns:
+        return df
+    first = tw[tw["step"] == tw["step"].min()]
+    for _, rows in first.groupby("example_id"):
+        rows = rows.sort_values("position")
+        if "".join(rows["token"]).strip() == answer.strip() and {"char_start", "char_end"} <= set(
+            df.columns
+        ):
+            keys = rows[["char_start", "char_end", "conflict"]]
+            return df.merge(keys, on=["char_start", "char_end"], how="left")
+    return df
+
+
+def alignment_view(loaded: dict[str, runs.Run]) -> None:
+    teach("alignment")
+    with_tw = with_token_weights(loaded)
+    if not with_tw:
+        st.info("None of the selected runs has token weights yet.")
+        return
+    chosen = st.multiselect("Runs", list(with_tw), default=list(with_tw), key="al_runs")
+    if not chosen:
+        st.info("Pick at least one run.")
+        return
+    frames = {k: with_tw[k].token_weights for k in chosen}
+    table = viz.alignment_table(frames).rename(columns={"name": "run"})
+    table.insert(1, "method", table["run"].map(lambda k: with_tw[k].method))
+    st.markdown("**AUROC and average precision per run and snapshot step**")
+    st.dataframe(table, key="al_table", hide_index=True)
+    final = {k: tw[tw["step"] == tw["step"].max()] for k, tw in frames.items()}
+    st.caption("Curves and distributions use each run's last snapshot.")
+    plot(viz.alignment_curves(final), "al_curves")
+    plot(viz.weight_distributions(final), "al_dist")
+    plot(viz.alignment_over_steps(table.rename(columns={"run": "name"})), "al_steps")
+
+
+def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
+    teach("curves")
+    with_metrics = {k: r.metrics for k, r in loaded.items() if not r.metrics.empty}
+    if with_metrics:
+        chosen = st.multiselect(
+            "Runs", list(with_metrics), default=list(with_metrics), key="cv_runs"
+        )
+        picked = {k: with_metrics[k] for k in chosen}
+        keys = viz.metric_keys(picked)
+        if keys:
+            if st.session_state.get("cv_metric") not in keys:
+                st.session_state["cv_metric"] = next(
+                    (k for k in ("forget/nll", "loss/total") if k in keys), keys[0]
+                )
+            metric = st.selectbox(
+                "Metric", keys, key="cv_metric", help=teaching.METRICS.get("forget/nll")
+            )
+            plot(viz.training_curves(picked, metric), "cv_curves")
+        else:
+            st.info("The chosen runs logged no numeric metrics.")
+    else:
+        st.info("None of the selected runs has logged metrics (metrics.jsonl) yet.")
+
+    st.subheader("Leaderboard and trade-off")
+    teach("tradeoff")
+    finished = table[(table["error"].isna()) & (table["status"] == "finished")]
+    labels = label_runs(finished)
+    evaluated = [(labels[p], run) for p in finished["path"] for run in [load_run(p)[0]] if run]
+    board = runs.leaderboard(run for _, run in evaluated)
+    if board.empty:
+        st.info("No finished run has an eval.json yet.")
+        return
+    board["run_id"] = [lab for lab, run in evaluated if run.eval]
+    numeric = [c for c in board.columns if pd.api.types.is_numeric_dtype(board[c])]
+    for key, default in (("tr_x", "model_utility"), ("tr_y", "forget_quality")):
+        if st.session_state.get(key) not in numeric:
+            st.session_state[key] = default if default in numeric else numeric[0]
+    c1, c2 = st.columns(2)
+    x = c1.selectbox("x axis", numeric, key="tr_x", help=teaching.METRICS.get("model_utility"))
+    y = c2.selectbox("y axis", numeric, key="tr_y", help=teaching.METRICS.get("forget_quality"))
+    plot(viz.tradeoff_scatter(board, x=x, y=y), "tr_scatter")
+    teach("leaderboard")
+    st.dataframe(board, key="leaderboard", hide_index=True)
+    d1, d2 = st.columns(2)
+    d1.download_button(
+        "Download CSV", board.to_csv(index=False), "leaderboard.csv", "text/csv", key="lb_csv"
+    )
+    d2.download_button(
+        "Download JSON",
+        board.to_json(orient="records", indent=2),
+        "leaderboard.json",
+        "application/json",
+        key="lb_json",
+    )
+
+
+def generations_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
+    teach("generations")
+    gens = {
+        k: r.eval["generations"]
+        for k, r in loaded.items()
+        if r.eval and isinstance(r.eval.get("generations"), dict)
+    }
+    if not gens:
+        st.info("None of the selected runs has generations in its eval.json.")
+        return
+    ids = sorted({i for g in gens.values() for i in g})
+    example = st.selectbox("Example", ids, key="gen_example")
+    item = next(g[example] for g in gens.values() if example in g)
+    answer = str(item.get("answer", ""))
+    bench_row = bench.get(example, {})
+    # Spans index the benchmark's answer text: use them only when it is the same text.
+    spans = bench_row.get("spans", []) if bench_row.get("answer") == answer else []
+    full = [k for k, g in gens.items() if example in g and loaded[k].method in FULL_MODEL_METHODS]
+    rows = [("Question", viz.spans_html(str(item.get("question", "")), []))]
+    try:
+        rows.append(("True answer", viz.spans_html(answer, spans)))
+    except ValueError as e:
+        st.warning(f"Spans of {example} do not fit its answer: {e}")
+        rows.append(("True answer", viz.spans_html(answer, [])))
+    if not full:
+        rows.append(("Full model", "<i>no run of the starting model among the selected runs</i>"))
+    for k in full + [k for k in gens if k not in full]:
+        if example in gens[k]:
+            label = f"Full model ({k})" if k in full else f"{loaded[k].method} · {k}"
+            rows.append((label, viz.spans_html(str(gens[k][example].get("prediction", "")), [])))
+    st.html(viz.labelled_rows_html(rows))
+
+
+def experiment_view() -> None:
+    teach("experiment")
+    runs_dir = new_runs_dir()
+    st.caption(f"New runs are written to `{runs_dir}` (set `ATWU_NEW_RUNS_DIR` to change).")
+    methods = jobs.read_methods(runs_dir)
+    if methods is None:
+        st.info(
+            "The method list comes from `atwu methods --json`, which loads torch (a few seconds), "
+            "so it is not read at start-up."
+        )
+        if st.button("Load the method list", key="exp_load_methods"):
+            with st.spinner("Running `atwu methods --json`..."):
+                try:
+                    methods = jobs.refresh_methods(runs_dir)
+                except ValueError as e:
+                    st.error(str(e))
+        if methods is None:
+            _job_monitor()
+            return
+    names = sorted(methods)
+    if st.session_state.get("exp_method") not in names:
+        st.session_state["exp_method"] = "atwu" if "atwu" in names else names[0]
+    method = st.selectbox(
+        "Method",
+        names,
+        key="exp_method",
+        format_func=lambda m: f"{m}: {methods[m]['summary']}" if methods[m]["summary"] else m,
+    )
+    if method in teaching.METHODS:
+        st.caption(teaching.METHODS[method])
+    overrides = {}
+    hparams = methods[method]["hparams"]
+    cols = st.columns(3)
+    for i, (name, default) in enumerate(hparams.items()):
+        helptext = teaching.HPARAMS.get(name, "") + f" Default: {default!r}."
+        key = f"exp_hp_{method}_{name}"
+        with cols[i % 3]:
+            if isinstance(default, bool):
+                value = st.checkbox(name, value=default, key=key, help=helptext)
+            elif isinstance(default, int):
+                value = st.number_input(name, value=default, step=1, key=key, help=helptext)
+            elif isinstance(default, float):
+                value = st.number_input(name, value=default, format="%g", key=key, help=helptext)
+            else:
+                value = st.text_input(name, value=str(default), key=key, help=helptext)
+        if value != default:
+            overrides[name] = value
+    st.markdown("**Training**")
+    c1, c2, c3 = st.columns(3)
+    max_steps = c1.number_input(
+        "Max steps", min_value=1, max_value=100_000, value=20, step=1, key="exp_max_steps"
+    )
+    seed = c2.number_input(
+        "Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="exp_seed"
+    )
+    lr = c3.number_input(
+        "Learning rate", value=2e-4, format="%g", key="exp_lr", help=teaching.HPARAMS["lr"]
+    )
+    alpha = c1.number_input(
+        "alpha (retain weight)",
+        value=1.0,
+        format="%g",
+        key="exp_alpha",
+        help=teaching.HPARAMS["alpha"],
+    )
+    gamma = c2.number_input(
+        "gamma (forget weight)",
+        value=1.0,
+        format="%g",
+        key="exp_gamma",
+        help=teaching.HPARAMS["gamma"],
+    )
+    evaluate = c3.checkbox(
+        "Evaluate when done (TOFU metrics, ~30 s)",
+        value=False,
+        key="exp_eval",
+        help="Needed for the leaderboard, the trade-off plot and the generations view.",
+    )
+    job: jobs.Job | None = st.session_state.get("job")
+    busy = job is not None and job.returncode() is None
+    if st.button("Start", key="exp_start", type="primary", disabled=busy):
+        problems = jobs.check_overrides({**overrides, "lr": lr, "alpha": alpha, "gamma": gamma})
+        if lr <= 0:
+            problems.append(f"learning rate must be > 0, not {lr:g}")
+        if problems:
+            st.error("Cannot start: " + "; ".join(problems))
+        else:
+            launch = jobs.Launch(
+                method, overrides, int(max_steps), int(seed), lr, alpha, gamma, evaluate
+            )
+            try:
+                st.session_state["job"] = jobs.start_job(launch, runs_dir)
+                st.session_state.pop("_job_announced", None)
+            except OSError as e:
+                st.error(f"Could not launch the run: {e}")
+    _job_monitor()
+
+
+@st.fragment(run_every=1.0)
+def _job_monitor() -> None:
+    """Progress, live curve, Cancel and the outcome of the launched run (polls every second)."""
+    job: jobs.Job | None = st.session_state.get("job")
+    if job is None:
+        return
+    code = job.returncode()
+    run_path = job.find_run()
+    st.code(" ".join(job.cmd), language="bash")
+    if run_path is not None:
+        try:
+            info = runs.read_info(run_path)
+            total = max(int(info.get("total_steps") or 0), 1)
+            done = int(info.get("steps_done") or 0)
+            st.progress(min(done / total, 1.0), text=f"{run_path.name}: step {done} / {total}")
+            metrics = runs.read_metrics(run_path)
+            keys = viz.metric_keys({"run": metrics})
+            if keys:
+                metric = next((k for k in ("forget/nll", "loss/total") if k in keys), keys[0])
+                plot(viz.training_curves({run_path.name: metrics}, metric), "exp_live")
+        except (runs.RunFormatError, OSError, ValueError) as e:
+            st.warning(f"Run folder not readable yet: {e}")
+    if code is None:
+        elapsed = int(time.time() - job.started)
+        st.info(f"Running (pid {job.proc.pid}) for {elapsed} s. Log: `{job.log_path}`")
+        if st.button("Cancel", key="exp_cancel"):
+            job.cancel()
+        if job.cancelled:
+            st.warning("Cancel requested (SIGINT): the run records status 'interrupted' and stops.")
+    elif code == 0:
+        st.success(
+            f"Run {run_path.name if run_path else ''} finished. It is listed in the sidebar and "
+            "appears in the other views."
+        )
+        if not st.session_state.get("_job_announced"):
+            # One full rerun so the sidebar and the other views pick the new run up.
+            st.session_state["_job_announced"] = True
+            st.rerun(scope="app")
+    else:
+        kind = "was cancelled" if job.cancelled else f"exited with code {code}"
+        st.error(f"The run {kind}. Last lines of its log ({job.log_path}):")
+        st.code(job.log_tail(), language="text")
+
+
+def data_view() -> None:
+    teach("data")
+    bench = benchmark_dir()
+    files = sorted(bench.glob("*.jsonl"))
+    if not files:
+        st.info(f"No benchmark files (*.jsonl) in `{bench}` (set `ATWU_BENCHMARK_DIR`).")
+        return
+    name = st.selectbox("File", [f.name for f in files], key="data_file")
+    rows, errors = read_jsonl(bench / name)
+    for message in errors[:5]:
+        st.warning(f"Unreadable line skipped: {message}")
+    if not rows:
+        st.info(f"`{name}` holds no rows.")
+        return
+    table = pd.DataFrame(rows)
+    cols = [c for c in ("id", "author", "question", "answer") if c in table.columns]
+    st.dataframe(table[cols], key="data_table", hide_index=True)
+    ids = [str(r.get("id", i)) for i, r in enumerate(rows)]
+    chosen = st.selectbox("Row", ids, key="data_row")
+    row = rows[ids.index(chosen)]
+    shown = [("Question", viz.spans_html(str(row.get("question", "")), []))]
+    for label, text_key, spans_key in (
+        ("Answer", "answer", "spans"),
+        ("Paraphrased answer", "paraphrased_answer", "paraphrased_spans"),
+    ):
+        text = str(row.get(text_key) or "")
+        if not text:
+            continue
+        try:
+            shown.append((label, viz.spans_html(text, row.get(spans_key) or [])))
+        except (ValueError, KeyError, TypeError) as e:
+            st.warning(f"{name}, row {chosen}: field {spans_key!r} is malformed ({e})")
+            shown.append((label, viz.spans_html(text, [])))
+    for i, wrong in enumerate(row.get("perturbed_answer") or [], start=1):
+        shown.append((f"Wrong answer {i}", viz.spans_html(str(wrong), [])))
+    st.html(viz.labelled_rows_html(shown))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    st.set_page_config(page_title="ATWU Lab", layout="wide")
+    table, selected = sidebar()
+    st.title("ATWU Lab: which tokens does unlearning push on?")
+    for bad in table[table["error"].notna()].itertuples():
+        st.warning(f"Run folder `{bad.path}` cannot be read: {bad.error}")
+    ok = table[table["error"].isna()]
+    labels = label_runs(ok)
+    loaded = {}
+    for path in selected:
+        run, error = load_run(path)
+        if error:
+            st.warning(f"Run `{labels[path]}` cannot be loaded: {error}")
+        else:
+            loaded[labels[path]] = run
+    if table.empty:
+        st.info(
+            "No runs found. Add a runs folder in the sidebar, or start one in "
+            "'Run a new experiment'."
+        )
+    bench = benchmark_index()
+    tabs = st.tabs(TABS, key="view", on_change="rerun")
+    views = (
+        lambda: token_view(loaded, bench),
+        lambda: probe_view(loaded),
+        lambda: alignment_view(loaded),
+        lambda: curves_view(loaded, table),
+        lambda: generations_view(loaded, bench),
+        experiment_view,
+        data_view,
+    )
+    # Only the open tab runs: the app starts on the token view without computing the rest.
+    for tab, view in zip(tabs, views, strict=True):
+        if tab.open:
+            with tab:
+                view()
+
+
+main()

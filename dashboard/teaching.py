@@ -1,0 +1,148 @@
+# ruff: noqa: E501 (prose)
+# ruff: noqa: E501 (prose)
+"""Plain-language explanations shown next to every view, metric, method and hyperparameter.
+
+Text only: what a number computes and which way is better, with the METHOD.md section it comes
+from. Kept apart from app.py so the app stays a thin layout layer.
+"""
+
+ATWU_BLURB = """
+**Unlearning** makes a trained language model forget some training data (here: facts about a few
+fictitious authors) while keeping everything else it knows.
+
+Most methods push the *whole* answer away (gradient ascent on every token). But an answer like
+"Elena Marquez was born in **Lisbon**" mostly consists of words the model also needs for other
+authors ("was born in"). Pushing on those damages the model.
+
+**ATWU** (Alternating Token-Weighted Unlearning) learns, with no labels, a weight *g* in (0, 1)
+for each token: a tiny linear scorer on the model's hidden state. Tokens whose loss can rise
+without the retain data pulling them back get weight; shared words do not. The model step and the
+scorer step alternate (METHOD.md §1).
+
+This dashboard shows those weights token by token, compares them with the ground-truth fact spans
+and with heuristic weightings (WGA, SatImp, SEUL), and compares how well each method forgets.
+"""
+
+VIEWS = {
+    "token": (
+        "Each box is one token of a forget answer. **Colour = the method's weight** for that token "
+        "(pale = ignored, dark = pushed on hardest); **cyan outline = the token is part of a "
+        "ground-truth fact** the model should forget. A good token weighting colours the outlined "
+        "tokens dark and leaves the rest pale. Hover a token for its numbers: the NLL (how "
+        "surprised the model is by the token) before unlearning → at this step; higher after = "
+        "more forgotten. Move the step slider to replay training."
+    ),
+    "heatmap": (
+        "Every probe example (rows) and answer position (columns) at the chosen step. Cyan squares "
+        "mark ground-truth span tokens; hover a cell to see its token."
+    ),
+    "side_by_side": (
+        "The same answer under several methods, each at its last snapshot. WGA and SatImp derive "
+        "weights from the token's probability, SEUL picks surprising tokens, the oracle uses the "
+        "true spans (the upper bound), ATWU learns its weights. The last row is the ground truth."
+    ),
+    "probe": (
+        "Type any question and answer: the selected run's model scores each answer token (for "
+        "ATWU: the learned scorer's weight g). This loads the model, so the first click takes a "
+        "few seconds."
+    ),
+    "alignment": (
+        "How well each method's token weights pick out the ground-truth fact tokens (METHOD.md §4), "
+        "pooled over all answer tokens of the probe examples. **AUROC**: chance that a random fact "
+        "token gets a higher weight than a random other token (0.5 = chance, 1 = perfect). "
+        "**AP** (average precision): area under the precision–recall curve; its chance level is the "
+        "share of fact tokens. Higher is better for both. Uniform weights (gradient ascent) sit at "
+        "chance by construction."
+    ),
+    "curves": (
+        "Training curves from each run's metrics.jsonl: pick a metric logged during unlearning. "
+        "`forget/*` is measured on the forget set (NLL up = forgetting), `retain/*` on data the "
+        "model must keep (should stay flat)."
+    ),
+    "tradeoff": (
+        "Each dot is a finished run. **Forget quality** (up is better) is a p-value: could the "
+        "unlearned model's answers come from a model that never saw the forget data? It is drawn "
+        "on a log axis. **Model utility** (right is better) summarises how well the model still "
+        "does on everything else. The dashed line is the Pareto front: runs no other run beats on "
+        "both axes at once."
+    ),
+    "leaderboard": (
+        "Final metrics of every finished run, from eval.json (METHOD.md §3). Click a column header "
+        "to sort. `forget/*` lower = more forgotten; `retain/*`, `world_facts/*` and "
+        "`model_utility` higher = better kept; `forget_quality` higher = better."
+    ),
+    "generations": (
+        "What the models actually say: the question, the true answer (facts highlighted), and each "
+        "run's greedy answer after unlearning. A good run no longer states the highlighted facts "
+        "but still answers fluently."
+    ),
+    "experiment": (
+        "Launch an unlearning run in the background (`atwu unlearn`). It writes a run folder that "
+        "the other views pick up while it trains. Hover a hyperparameter for what it does."
+    ),
+    "data": (
+        "The benchmark the runs were trained and evaluated on: questions about fictitious authors. "
+        "Highlighted: the fact spans the forget methods should remove (the ground truth of the "
+        "alignment view). Perturbed answers are the wrong answers used by the truth ratio."
+    ),
+}
+
+METRICS = {
+    "forget_quality": "KS-test p-value vs the retain model's truth ratios on the forget set. Higher = better (more like never trained on it).",
+    "model_utility": "Harmonic mean of probability, ROUGE-L and truth ratio on retain and world-facts splits. Higher = better.",
+    "forget/prob": "Mean probability of the true forget answer. Lower = more forgotten.",
+    "retain/prob": "Mean probability of the true retain answer. Higher = better kept.",
+    "forget/rouge": "ROUGE-L recall of the greedy answer vs the true forget answer. Lower = more forgotten.",
+    "retain/rouge": "ROUGE-L recall on retain questions. Higher = better kept.",
+    "forget/truth_ratio": "min(TR, 1/TR) on the forget set: 1 = the true answer is no more likely than wrong ones.",
+    "retain/truth_ratio": "max(0, 1 − TR) on retain: higher = the model still prefers the true answer.",
+    "privacy/mink_auc": "Membership-inference AUC, forget vs never-seen authors. 0.5 = indistinguishable (best).",
+    "auroc": "Chance a fact token outranks a non-fact token. 0.5 = chance, 1 = perfect.",
+    "ap": "Average precision of ranking fact tokens first. Higher = better.",
+}
+
+METHODS = {
+    "atwu": "Learned token weights g from a linear scorer on hidden states, saturated ascent (§1).",
+    "atwu_npo": "NPO on a sequence log-prob reweighted by the learned weights 2·g (§1 plug-in).",
+    "atwu_simnpo": "SimNPO with the learned weights 2·g (§1 plug-in).",
+    "atwu_wga": "WGA with the learned weights 2·g (§1 plug-in).",
+    "grad_ascent": "Push every answer token's probability down; no retain term. Often collapses the model.",
+    "grad_diff": "Gradient ascent on forget + ordinary training on retain data.",
+    "npo": "Negative preference optimisation: ascent that slows down once below a reference model.",
+    "simnpo": "NPO without a reference model, on length-normalised NLL.",
+    "idk_dpo": 'Prefer an "I don\'t know" answer over the forget answer (DPO).',
+    "rmu": "Scramble hidden states of forget tokens towards a random direction.",
+    "undial": "Distil the reference model with the target token's logit lowered.",
+    "wga": "Weight each token by p^β: pushes on tokens the model still knows well.",
+    "satimp": "Weight p^β1·(1−p)^β2: pushes on tokens of middling confidence.",
+    "tnpo": "Token-level NPO weights relative to the reference model.",
+    "seul": "Hard mask of the most surprising tokens of each answer (heuristic spans).",
+    "oracle_mask": "Ascent only on the true fact spans: the upper bound a learned scorer chases.",
+}
+
+HPARAMS = {
+    "beta": "Sharpness of the method's weighting / saturation (see the method's formula). Larger = stronger effect.",
+    "beta1": "SatImp: exponent on p (favours tokens the model is confident about).",
+    "beta2": "SatImp: exponent on (1 − p) (damps tokens the model is already certain about).",
+    "delta": "SimNPO margin on the length-normalised NLL.",
+    "saturation": "ATWU: 'scaled' uses p^(β·g), 'plain' p^β, 'none' drops the factor (ablation).",
+    "k": "SEUL: a token is selected when its log-prob is below the sequence mean minus k·std.",
+    "max_gap": "SEUL: fill gaps of at most this many unselected tokens between selected ones.",
+    "saturate": "Oracle: use the saturated loss instead of plain gradient difference.",
+    "steering_coeff": "RMU: length of the random target vector for forget hidden states.",
+    "layer": "RMU: which hidden-state layer to steer.",
+    "seed": "Random seed.",
+    "lr": "AdamW learning rate of the model step. Unlearning is sharp in it: 2e-4 forgets the tiny model's facts, 1e-3 wrecks everything else.",
+    "alpha": "Weight of the retain loss L_r (keep what should stay). 0 = no retain term (ablation).",
+    "gamma": "Weight of the forget loss L_f.",
+    "update_every": "ATWU: update the scorer every n model steps (default 5).",
+    "lambda_h": "ATWU scorer: entropy weight pushing g towards 0 or 1.",
+    "lambda_p": "ATWU scorer: weight of the budget penalty.",
+    "budget": "ATWU scorer: target fraction of tokens with g > 0.5 per sequence (0–1).",
+    "lambda_2": "ATWU scorer: L2 penalty on the scorer weights.",
+    "scorer_lr": "ATWU scorer: SGD learning rate.",
+    "scorer_momentum": "ATWU scorer: SGD momentum.",
+    "scorer_clip": "ATWU scorer: gradient-norm clip.",
+    "lr_decay": "ATWU scorer: linear learning-rate decay.",
+    "freeze_after": "ATWU scorer: stop updating after this model step (−1 = never).",
+}

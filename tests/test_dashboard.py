@@ -1,0 +1,469 @@
+"""The Streamlit dashboard, driven view by view with AppTest against fake run folders."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import sys
+import time
+import types
+from pathlib import Path
+
+import fake_runs
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+from fake_runs import (
+    EXAMPLES,
+    METHODS,
+    tokenize,
+    write_fake_benchmark,
+    write_fake_run,
+    write_fake_runs,
+)
+from streamlit.components.v2 import manifest_scanner
+from streamlit.testing.v1 import AppTest
+
+from atwu_core import runs, viz
+from dashboard import jobs
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+TESTS = str(Path(__file__).resolve().parent)
+
+
+@pytest.fixture(scope="module")
+def pristine_runs(tmp_path_factory) -> Path:
+    """Written once (each step fsyncs, so this takes a second or two); tests get copies."""
+    runs_dir = tmp_path_factory.mktemp("pristine") / "runs"
+    write_fake_runs(runs_dir)
+    return runs_dir
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch, pristine_runs):
+    """Six finished fake runs, a benchmark, an empty folder for new runs; caches cleared."""
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(pristine_runs, runs_dir)
+    bench = write_fake_benchmark(tmp_path / "bench")
+    monkeypatch.setenv("ATWU_RUNS_DIRS", str(runs_dir))
+    monkeypatch.setenv("ATWU_NEW_RUNS_DIR", str(tmp_path / "new"))
+    monkeypatch.setenv("ATWU_BENCHMARK_DIR", str(bench))
+    # Every AppTest run scans all installed packages for Streamlit "v2 components" (~1.4 s of
+    # metadata parsing per test); the app uses none, so skip the scan.
+    monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda: [])
+    st.cache_data.clear()
+    yield types.SimpleNamespace(runs=runs_dir, new=tmp_path / "new", bench=bench, root=tmp_path)
+    st.cache_data.clear()
+
+
+def open_app(view: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    if view:
+        at.session_state["view"] = view
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def html_with(at: AppTest, needle: str) -> str:
+    found = [h.value for h in at.html if needle in h.value]
+    assert found, f"no st.html element contains {needle!r}"
+    return found[0]
+
+
+def backgrounds(html: str) -> list[str]:
+    return re.findall(r'class="atwu-tok" style="background:(rgb\([^)]*\))', html)
+
+
+def chart(at: AppTest, key: str) -> dict:
+    """The plotly figure JSON of the chart with widget key `key`."""
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        if el.proto.id.endswith(key) or key in el.proto.id:
+            return spec
+    raise AssertionError(f"no plotly chart with key {key!r}")
+
+
+def array(value) -> np.ndarray:
+    """A plotly JSON array: a list, or `{"dtype", "bdata"}` (base64) for numeric arrays."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)
+
+
+def names(spec: dict) -> list[str]:
+    return [t.get("name") for t in spec["data"]]
+
+
+def expected_colors(runs_dir: Path, run_id: str, example: str, step: int) -> list[str]:
+    tw = runs.load_run(runs_dir / run_id).token_weights
+    return [viz.weight_color(w) for w in viz.example_tokens(tw, example, step)["weight"]]
+
+
+# ----------------------------------------------------------------------------- token view
+
+
+def test_opens_on_the_token_view_of_the_atwu_run(lab):
+    at = open_app()
+    assert [t.label for t in at.tabs] == [
+        "Token view",
+        "Probe your own text",
+        "Alignment",
+        "Curves & trade-offs",
+        "Generations",
+        "Run a new experiment",
+        "Data",
+    ]
+    assert at.selectbox(key="tv_run").value == "fake-atwu-s0"
+    assert at.selectbox(key="tv_example").value == "a001-q00"
+    assert at.select_slider(key="tv_step").value == 20  # the last snapshot
+    tokens_html = html_with(at, "atwu-tokens")
+    assert backgrounds(tokens_html) == expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 20)
+    assert "Where was Elena Marquez born?" in html_with(at, "Question:")
+    assert sorted(at.multiselect(key="selected_runs").value) == sorted(
+        str(lab.runs / f"fake-{m}-s0") for m in METHODS
+    )
+
+
+def test_step_slider_replays_the_weights(lab):
+    at = open_app()
+    at.select_slider(key="tv_step").set_value(0).run()
+    at0 = backgrounds(html_with(at, "atwu-tokens"))
+    assert at0 == expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 0)
+    assert at0 != expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 20)
+    assert "snapshot" in at.select_slider(key="tv_step").label.lower()
+
+
+def test_example_choice_escapes_token_text(lab):
+    at = open_app()
+    at.selectbox(key="tv_example").set_value("a002-q00").run()
+    html = html_with(at, "atwu-tokens")
+    assert "> marine</span>" in html and "> &lt;b&gt;</span>" in html and "<b>" not in html
+    assert backgrounds(html) == expected_colors(lab.runs, "fake-atwu-s0", "a002-q00", 20)
+
+
+def test_heatmap_side_by_side_and_download(lab):
+    at = open_app()
+    heat = chart(at, "tv_heatmap")
+    assert names(heat)[1] == "ground-truth span"
+    assert heat["data"][0]["y"] == ["a001-q00", "a001-q01", "a002-q00"]
+    side = html_with(at, "ground truth (spans)")
+    for method in ("atwu", "wga", "satimp", "seul", "oracle_mask"):
+        assert f"{method} · fake-{method}-s0 (step 20)" in side
+    assert "grad_diff" not in side  # not one of the compared methods by default
+    assert at.multiselect(key="tv_compare").value[0] == "fake-atwu-s0"
+    download = at.get("download_button")
+    assert [d.proto.label for d in download] == ["Download the token view (HTML)"]
+
+
+def test_run_switch_keeps_a_valid_example_and_step(lab):
+    write_fake_run(lab.runs, "wga", run_id="short", total_steps=4, snapshot_every=2)
+    at = open_app()
+    at.select_slider(key="tv_step").set_value(10).run()
+    at.selectbox(key="tv_run").set_value("short").run()
+    assert not at.exception
+    assert at.select_slider(key="tv_step").value == 4
+    assert backgrounds(html_with(at, "atwu-tokens")) == expected_colors(
+        lab.runs, "short", "a001-q00", 4
+    )
+
+
+# ----------------------------------------------------------------------------- probe
+
+
+@pytest.fixture
+def fake_probe(monkeypatch):
+    """Put a stand-in `atwu_core.probe` in sys.modules (AppTest runs the app in-process)."""
+    module = types.ModuleType("atwu_core.probe")
+    calls = []
+
+    def score_text(run_path, question, answer):
+        calls.append((Path(run_path).name, question, answer))
+        if answer == "boom":
+            raise ValueError("run folder has no model/ to load")
+        tokens = tokenize(answer)
+        return pd.DataFrame(
+            {
+                "token": [t for t, _, _ in tokens],
+                "char_start": [a for _, a, _ in tokens],
+                "char_end": [b for _, _, b in tokens],
+                "weight": [0.0 if i % 2 else 1.0 for i in range(len(tokens))],
+            }
+        )
+
+    module.score_text = score_text
+    monkeypatch.setitem(sys.modules, "atwu_core.probe", module)
+    return calls
+
+
+def probe(at: AppTest, answer: str, question: str = "Q?") -> AppTest:
+    at.text_input(key="probe_q").input(question)
+    at.text_area(key="probe_a").input(answer)
+    return at.button(key="probe_go").click().run()
+
+
+def test_probe_scores_and_renders_the_text(lab, fake_probe):
+    at = probe(open_app("Probe your own text"), "Tom <x> paints")
+    assert fake_probe == [("fake-atwu-s0", "Q?", "Tom <x> paints")]
+    html = html_with(at, "atwu-tokens")
+    assert backgrounds(html) == [viz.weight_color(1.0), viz.weight_color(0.0), viz.weight_color(1)]
+    assert "&lt;x&gt;" in html
+    assert at.dataframe[0].value["token"].tolist() == ["Tom", " <x>", " paints"]
+
+
+def test_probe_shows_recorded_conflict_for_a_probe_example(lab, fake_probe):
+    answer = EXAMPLES[0][2]
+    at = open_app("Probe your own text")
+    at.selectbox(key="probe_run").set_value("fake-atwu-s0")
+    at = probe(at, answer)
+    table = at.dataframe[0].value
+    assert "conflict" in table.columns
+    assert table["conflict"].notna().all()
+    assert "retain conflict" in html_with(at, "atwu-tokens")
+
+
+def test_probe_errors_are_messages_not_tracebacks(lab, fake_probe, monkeypatch):
+    at = probe(open_app("Probe your own text"), "   ")
+    assert [e.value for e in at.error] == ["Type an answer to score."]
+    at = probe(at, "boom")
+    assert (
+        "Scoring failed for fake-atwu-s0: ValueError: run folder has no model/" in at.error[0].value
+    )
+    monkeypatch.setitem(sys.modules, "atwu_core.probe", None)  # import fails
+    at = probe(at, "anything")
+    assert "Probing is not available" in at.error[0].value
+    assert not at.exception
+
+
+# ----------------------------------------------------------------------------- alignment
+
+
+def test_alignment_table_curves_and_distributions(lab):
+    at = open_app("Alignment")
+    table = at.dataframe[0].value
+    assert len(table) == len(METHODS) * 3  # runs × snapshots (0, 10, 20)
+    oracle = table[(table["run"] == "fake-oracle_mask-s0") & (table["step"] == 20)]
+    assert oracle["auroc"].item() == 1.0
+    assert set(table["method"]) == set(METHODS)
+    curves = names(chart(at, "al_curves"))
+    assert "fake-oracle_mask-s0 (AUROC 1.000)" in curves and "chance" in curves
+    assert names(chart(at, "al_dist")) == ["in forget span", "outside spans"]
+    assert len(names(chart(at, "al_steps"))) == len(METHODS)
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def test_training_curves_per_run_and_metric_choice(lab):
+    at = open_app("Curves & trade-offs")
+    assert at.selectbox(key="cv_metric").value == "forget/nll"
+    assert sorted(names(chart(at, "cv_curves"))) == sorted(f"fake-{m}-s0" for m in METHODS)
+    at.selectbox(key="cv_metric").set_value("retain/nll").run()
+    spec = chart(at, "cv_curves")
+    assert spec["layout"]["yaxis"]["title"]["text"] == "retain/nll"
+    assert array(spec["data"][0]["x"]).tolist() == list(range(1, 21))
+    at.multiselect(key="cv_runs").set_value(["fake-atwu-s0"]).run()
+    assert names(chart(at, "cv_curves")) == ["fake-atwu-s0"]
+
+
+def test_leaderboard_tradeoff_and_downloads(lab):
+    at = open_app("Curves & trade-offs")
+    board = at.dataframe[0].value
+    assert sorted(board["run_id"]) == sorted(f"fake-{m}-s0" for m in METHODS)
+    fq = runs.load_run(lab.runs / "fake-atwu-s0").eval_value("forget_quality")
+    assert board.set_index("run_id").loc["fake-atwu-s0", "forget_quality"] == fq
+    scatter = chart(at, "tr_scatter")
+    assert names(scatter)[-1] == "Pareto front"
+    assert scatter["layout"]["yaxis"]["type"] == "log"
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert labels == ["Download CSV", "Download JSON"]
+
+
+def test_unfinished_runs_stay_out_of_the_leaderboard(lab):
+    write_fake_run(lab.runs, "atwu", run_id="still-running", finish=False)
+    at = open_app("Curves & trade-offs")
+    assert "still-running" not in set(at.dataframe[0].value["run_id"])
+    assert "still-running" in names(chart(at, "cv_curves"))
+    selected = at.multiselect(key="selected_runs")
+    assert "[running]" in selected.format_func(str(lab.runs / "still-running"))
+
+
+# ----------------------------------------------------------------------------- generations, data
+
+
+def test_generations_show_escaped_answers_spans_and_predictions(lab):
+    at = open_app("Generations")
+    at.selectbox(key="gen_example").set_value("a002-q00").run()
+    html = html_with(at, "True answer")
+    assert "marine &lt;b&gt;biologist&lt;/b&gt;</mark>" in html
+    for method in METHODS:
+        assert f"{method} says: I forgot." in html
+    assert "no run of the starting model" in html
+
+
+def test_data_view_browses_the_benchmark(lab):
+    with open(lab.bench / "retain.jsonl", "a") as f:
+        f.write("{broken\n")
+    at = open_app("Data")
+    assert at.selectbox(key="data_file").options == ["forget.jsonl", "retain.jsonl"]
+    assert at.dataframe[0].value["id"].tolist() == [e[0] for e in EXAMPLES]
+    at.selectbox(key="data_row").set_value("a001-q00").run()
+    html = html_with(at, "Wrong answer 1")
+    assert 'title="birthplace">Lisbon</mark>' in html
+    at.selectbox(key="data_file").set_value("retain.jsonl").run()
+    assert any("retain.jsonl:2" in w.value for w in at.warning)
+
+
+def test_data_view_without_a_benchmark_says_so(lab, monkeypatch):
+    monkeypatch.setenv("ATWU_BENCHMARK_DIR", str(lab.root / "nothing"))
+    at = open_app("Data")
+    assert any("No benchmark files" in i.value for i in at.info)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_run_folders_become_warnings_and_the_rest_works(lab):
+    bad = lab.runs / "corrupt"
+    bad.mkdir()
+    (bad / "run.json").write_text("{oops")
+    schema = write_fake_run(lab.runs, "wga", run_id="future")
+    info = json.loads((schema / "run.json").read_text())
+    (schema / "run.json").write_text(json.dumps({**info, "schema": 2}))
+    parquet = write_fake_run(lab.runs, "seul", run_id="badparquet")
+    (parquet / "token_weights.parquet").write_bytes(b"not parquet")
+    for view in (None, "Generations"):
+        st.cache_data.clear()
+        at = open_app(view)
+        warnings = " ".join(w.value for w in at.warning)
+        assert "corrupt" in warnings and "corrupted JSON" in warnings
+        assert "unknown schema 2" in warnings
+        assert "badparquet" in warnings and "corrupted parquet" in warnings
+    assert at.html  # the generations of the good runs still render
+
+
+def test_empty_and_missing_folders_are_explained(lab, monkeypatch, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("ATWU_RUNS_DIRS", f"{empty}:{tmp_path / 'missing'}")
+    at = open_app()
+    infos = [i.value for i in at.info]
+    assert f"No runs in `{empty}`." in infos
+    assert f"Folder `{tmp_path / 'missing'}` does not exist (yet)." in infos
+    assert any(i.startswith("No runs found") for i in infos)
+    assert any("has token weights yet" in i for i in infos)
+    for view in ("Alignment", "Curves & trade-offs", "Generations"):
+        at = open_app(view)
+        assert at.info
+
+
+def test_runs_folder_typed_in_the_sidebar(lab, tmp_path):
+    other = tmp_path / "other"
+    write_fake_run(other, "npo", run_id="typed-in")
+    at = open_app()
+    at.text_area(key="runs_dirs").input(str(other)).run()
+    assert at.multiselect(key="selected_runs").value == [str(other / "typed-in")]
+    assert at.selectbox(key="tv_run").value == "typed-in"
+
+
+# ----------------------------------------------------------------------------- launching runs
+
+
+@pytest.fixture
+def fake_cli(lab, monkeypatch):
+    """Launches go to tests/fake_runs.py's stand-in CLI (no torch, ~20 ms per step)."""
+    monkeypatch.setenv("ATWU_CLI_MODULE", "fake_runs")
+    monkeypatch.setenv("PYTHONPATH", TESTS)
+    return lab
+
+
+def wait_for(at: AppTest, predicate, timeout: float = 30.0) -> AppTest:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        if predicate(at):
+            return at
+        time.sleep(0.2)
+    shown = [str(getattr(e, "value", "")) for e in at.main if hasattr(e, "value")]
+    raise AssertionError("timed out; page says: " + " | ".join(shown))
+
+
+def load_methods(at: AppTest) -> AppTest:
+    assert any("atwu methods --json" in i.value for i in at.info)
+    return at.button(key="exp_load_methods").click().run()
+
+
+@pytest.fixture
+def experiment(fake_cli):
+    """The "Run a new experiment" view with the fake CLI's method table already cached."""
+    jobs.write_methods(fake_cli.new, jobs.normalise_methods(fake_runs.METHODS_TABLE))
+    return open_app("Run a new experiment")
+
+
+def test_launch_a_run_and_see_it_finish(fake_cli):
+    at = load_methods(open_app("Run a new experiment"))  # the real path: a subprocess, cached
+    assert jobs.read_methods(fake_cli.new) == jobs.normalise_methods(fake_runs.METHODS_TABLE)
+    assert at.selectbox(key="exp_method").options == [
+        "atwu: learned weights",
+        "wga: p^beta weights",
+    ]
+    assert at.number_input(key="exp_hp_atwu_budget").value == 0.2  # scorer settings join in
+    at.number_input(key="exp_hp_atwu_beta").set_value(3.0)
+    at.number_input(key="exp_max_steps").set_value(4)
+    at.checkbox(key="exp_eval").check()
+    at.button(key="exp_start").click().run()
+    job = at.session_state["job"]
+    assert job.cmd[3:] == [
+        "unlearn", "--method", "atwu", "--set", "beta=3.0", "--runs-dir", str(fake_cli.new),
+        "--max-steps", "4", "--seed", "0", "--lr", "0.0002", "--alpha", "1.0", "--gamma", "1.0",
+        "--eval",
+    ]  # fmt: skip
+    at = wait_for(at, lambda a: any("finished" in s.value for s in a.success))
+    run_path = job.find_run()
+    assert runs.load_run(run_path).status == "finished"
+    assert str(run_path) in at.multiselect(key="selected_runs").value  # joins the selection
+    at.session_state["view"] = "Curves & trade-offs"
+    at.run()
+    assert run_path.name in set(at.dataframe[0].value["run_id"])
+
+
+def test_hyperparameter_out_of_range_shows_the_cli_error(experiment):
+    at = experiment
+    at.number_input(key="exp_hp_atwu_budget").set_value(2.0)
+    at.button(key="exp_start").click().run()
+    at = wait_for(at, lambda a: bool(a.error))
+    assert "exited with code 2" in at.error[0].value
+    assert "budget must be in [0, 1], got 2.0" in at.code[-1].value
+
+
+def test_non_finite_or_non_positive_values_are_refused_before_launch(experiment):
+    at = experiment
+    at.number_input(key="exp_lr").set_value(0.0)
+    at.button(key="exp_start").click().run()
+    assert "learning rate must be > 0" in at.error[0].value
+    assert "job" not in at.session_state
+
+
+def test_cancel_interrupts_the_run(experiment, monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_SECONDS", "0.3")
+    at = experiment
+    at.number_input(key="exp_max_steps").set_value(200)
+    at.button(key="exp_start").click().run()
+    at = wait_for(at, lambda a: any(p.proto.value > 0 for p in a.get("progress")))
+    assert re.search(r"step \d+ / 200", at.get("progress")[0].proto.text)
+    at.button(key="exp_cancel").click().run()
+    at = wait_for(at, lambda a: bool(a.error))
+    assert "The run was cancelled" in at.error[0].value
+    run = runs.load_run(at.session_state["job"].find_run())
+    assert run.status == "interrupted"
+
+
+def test_failing_method_list_is_reported(fake_cli, monkeypatch):
+    monkeypatch.setenv("ATWU_CLI_MODULE", "no_such_module_anywhere")
+    at = load_methods(open_app("Run a new experiment"))
+    assert "exited with code 1" in at.error[0].value
+    assert "No module named no_such_module_anywhere" in at.error[0].value
