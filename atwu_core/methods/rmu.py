@@ -43,7 +43,7 @@ def rmu_retain_loss(
 
 @register("rmu", needs=("hidden",), retain="rmu")
 def rmu(
-    batch: ForgetBatch, *, steering_coeff: float = 20.0, layer: int = 1, seed: int = 0
+    batch: ForgetBatch, *, steering_coeff: float = 10.0, layer: int = 1, seed: int = 0
 ) -> MethodOutput:
     """Steer the hidden state of every answer token at one layer onto a fixed random vector c·u.
 
@@ -52,12 +52,14 @@ def rmu(
     Reducing Malicious Use With Unlearning", ICML 2024. `layer` indexes `outputs.hidden_states`
     (0 = embeddings, 1 = after the first block); the loop reads it to pick `batch.hidden`.
 
-    Steering coefficient: the paper tunes c per model so that `‖c·u‖ = c` is several times the
-    layer's typical activation norm (6.5 on Zephyr-7B's layer 7, far larger on Mixtral); a smaller
-    target would be reachable by just shrinking activations instead of scrambling them. The tiny
-    2-layer models here (hidden 128–256) have hidden-state norms of order 10, so c = 20 is about
-    twice the typical norm: far enough to wreck the forget-token representation, close enough
-    that the loss starts O(c²) = O(400) instead of dwarfing the retain term by orders of magnitude.
+    Steering coefficient: the paper tunes c per model and layer (6.5 for Zephyr-7B), larger where
+    activations are larger, so that the target c·u lies well away from the natural activations
+    and reaching it scrambles what later layers read. On a memorised 2-layer
+    Llama with hidden size 128 we measured mean token norms of about 2.6 after the first block
+    (layer 1) and about 15 after the final RMSNorm (the last entry of `hidden_states`). c = 10 is
+    about four times the layer-1 norm and of the order of the normalised states: the forget tokens
+    are pushed far off their representation, while the loss (initially ≈ c² = 100) does not swamp
+    the retain term by orders of magnitude.
     """
     check_hparam("rmu", "steering_coeff", steering_coeff, steering_coeff > 0, "> 0")
     hidden = batch.hidden  # (B, T, D)
