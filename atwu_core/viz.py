@@ -113,19 +113,21 @@ def _is_true(value: Any) -> bool:
 
 
 def example_tokens(token_weights: pd.DataFrame, example_id: str, step: int) -> pd.DataFrame:
-    """One example's tokens at one snapshot, in answer order, with `nll_before` from the first
-    snapshot (step 0 = before unlearning) so the tooltip can show NLL before → after."""
+    """One example's tokens at one snapshot, in answer order, with `nll_before` (NLL before
+    unlearning) so the tooltip can show NLL before → after. The training loop stores that column
+    itself; for tables without it, it is taken from the first snapshot (step 0)."""
     rows = token_weights[token_weights["example_id"] == example_id]
     if rows.empty:
         raise ValueError(f"example_id {example_id!r} is not in the token weights")
     steps = sorted(int(s) for s in rows["step"].unique())
     if step not in steps:
         raise ValueError(f"step {step!r} is not a snapshot of {example_id!r}; snapshots: {steps}")
-    at = rows[rows["step"] == step].sort_values("position")
-    first = rows[rows["step"] == steps[0]][["position", "nll"]].rename(
-        columns={"nll": "nll_before"}
-    )
-    return at.merge(first, on="position", how="left").reset_index(drop=True)
+    at = rows[rows["step"] == step].sort_values("position").reset_index(drop=True)
+    if "nll_before" in at.columns:
+        return at
+    first = rows[rows["step"] == steps[0]][["position", "nll"]]
+    first = first.rename(columns={"nll": "nll_before"})
+    return at.merge(first, on="position", how="left")
 
 
 def token_legend_html(*, vmin: float = 0.0, vmax: float = 1.0, weight_label: str = "weight") -> str:

@@ -659,7 +659,7 @@ def data_view() -> None:
 def main() -> None:
     st.set_page_config(page_title="ATWU Lab", layout="wide")
     table, selected = sidebar()
-    st.title("ATWU Lab: which tokens does unlearning push on?")
+    st.header("Which tokens does unlearning push on?")
     for bad in table[table["error"].notna()].itertuples():
         st.warning(f"Run folder `{bad.path}` cannot be read: {bad.error}")
     ok = table[table["error"].isna()]

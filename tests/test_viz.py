@@ -126,6 +126,8 @@ def test_example_tokens_adds_nll_before_from_the_first_snapshot():
     at = viz.example_tokens(df, "e1", 10)
     assert list(at["weight"]) == [0.9, 0.1]
     assert list(at["nll_before"]) == [0.1, 0.2]
+    stored = df.assign(nll_before=[0.7, 0.8, 0.7, 0.8, 0.9])  # as the training loop writes it
+    assert list(viz.example_tokens(stored, "e1", 10)["nll_before"]) == [0.7, 0.8]
     with pytest.raises(ValueError, match=r"step 5 is not a snapshot of 'e1'; snapshots: \[0, 10\]"):
         viz.example_tokens(df, "e1", 5)
     with pytest.raises(ValueError, match="example_id 'nope'"):

@@ -1,0 +1,179 @@
+"""End to end: the real `streamlit run dashboard/app.py` in headless Chromium.
+
+Opens the token view, switches every tab, launches a 3-step run from the page and sees it finish
+and appear in the curves. Screenshots go to artifacts/ (gitignored) for a human to look at.
+The launch uses the real CLI when the sample models exist (sample_data/models/full), otherwise
+the stand-in CLI of tests/fake_runs.py, so the page path is always exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from fake_runs import write_fake_benchmark, write_fake_runs
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "artifacts"
+SAMPLE_MODEL = REPO / "sample_data" / "models" / "full"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"{CHROMIUM} is missing (apt-get install -y chromium)",
+    ),
+]
+playwright_sync = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is missing (pip install playwright)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`streamlit run` on a free localhost port over fake runs; yields (url, folders)."""
+    root = tmp_path_factory.mktemp("browser")
+    write_fake_runs(root / "runs")
+    bench = write_fake_benchmark(root / "bench")
+    real_cli = SAMPLE_MODEL.is_dir()
+    env = {
+        **os.environ,
+        "ATWU_RUNS_DIRS": str(root / "runs"),
+        "ATWU_NEW_RUNS_DIR": str(root / "new"),
+        "ATWU_BENCHMARK_DIR": str(REPO / "sample_data" / "benchmark") if real_cli else str(bench),
+    }
+    if not real_cli:
+        env.update(ATWU_CLI_MODULE="fake_runs", PYTHONPATH=str(Path(__file__).parent))
+    port = free_port()
+    log = open(root / "streamlit.log", "w")  # noqa: SIM115 (closed after the server stops)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(REPO / "dashboard" / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "localhost",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://localhost:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.terminate()
+        pytest.fail("streamlit did not start: " + (root / "streamlit.log").read_text()[-2000:])
+    yield url, root, real_cli
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.wait_for_timeout(800)  # let plotly finish drawing
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def open_tab(page, label: str) -> None:
+    page.get_by_role("tab", name=label).click()
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=60_000)
+
+
+def test_token_view_renders_coloured_tokens(server, page):
+    url, _, _ = server
+    page.goto(url)
+    page.wait_for_selector(".atwu-tok")
+    tokens = page.locator(".atwu-tokens").first.locator(".atwu-tok")
+    assert tokens.count() > 5
+    style = tokens.first.get_attribute("style")
+    assert "background:rgb(" in style
+    assert page.get_by_text("ground-truth forget span").first.is_visible()
+    page.wait_for_selector(".js-plotly-plot")
+    shot(page, "01_token_view")
+
+
+@pytest.mark.parametrize(
+    ("label", "expect"),
+    [
+        ("Alignment", ".js-plotly-plot"),
+        ("Curves & trade-offs", ".js-plotly-plot"),
+        ("Generations", "mark"),
+        ("Data", "mark"),
+        ("Probe your own text", "textarea"),
+    ],
+)
+def test_every_tab_renders(server, page, label, expect):
+    open_tab(page, label)
+    page.wait_for_selector(expect)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "02_" + label.split()[0].lower())
+
+
+def test_launch_a_short_run_and_see_it_in_the_curves(server, page):
+    _, root, real_cli = server
+    open_tab(page, "Run a new experiment")
+    page.get_by_role("button", name="Load the method list").click()
+    page.get_by_label("Max steps").fill("3", timeout=120_000)
+    page.get_by_label("Max steps").press("Enter")
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Start").click()
+    page.get_by_text("finished. It is listed in the sidebar").wait_for(timeout=240_000)
+    shot(page, "03_run_finished")
+    new = [p for p in (root / "new").iterdir() if (p / "run.json").exists()]
+    assert len(new) == 1, f"expected one new run folder, found {new}"
+    open_tab(page, "Curves & trade-offs")
+    legend = page.locator(".js-plotly-plot .legendtext", has_text=new[0].name)
+    legend.first.wait_for()
+    shot(page, "04_curves_with_new_run" + ("" if real_cli else "_fake_cli"))
+    shutil.copy(root / "streamlit.log", ARTIFACTS / "streamlit.log")
