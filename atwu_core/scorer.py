@@ -60,15 +60,11 @@ class ScorerConfig:
             elif kind is int:
                 ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
             else:
-                ok = (
-                    isinstance(value, numbers.Real)
-                    and not isinstance(value, bool)
-                    and value == value
-                )
+                ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
             if not ok:
-                raise ValueError(
-                    f"ScorerConfig.{f.name}={value!r} must be a {kind.__name__} (not NaN)"
-                )
+                raise ValueError(f"ScorerConfig.{f.name}={value!r} must be of type {kind.__name__}")
+            if value != value:
+                raise ValueError(f"ScorerConfig.{f.name} is NaN")
             setattr(self, f.name, kind(value))
         check("update_every", self.update_every >= 1, ">= 1")
         for name in ("lambda_h", "lambda_p", "lambda_2"):
@@ -93,8 +89,9 @@ class ScorerConfig:
 
 
 def _cast_field(name: str, value: Any, kind: type) -> Any:
+    """A string from the CLI or dashboard cast to the field's type; other values pass through."""
     if not isinstance(value, str):
-        return float(value) if kind is float and isinstance(value, int) else value
+        return value
     try:
         if kind is bool:
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):

@@ -409,6 +409,7 @@ def test_missing_need_names_the_field():
     [
         ({"mask": torch.ones(2, 4)}, r"mask has shape \(2, 4\)"),
         ({"mask": torch.full((2, 3), 0.5)}, r"only 0 and 1"),
+        ({"mask": MASK > 0}, r"mask must be a float tensor of 0/1, got dtype torch.bool"),
         ({"logp": torch.zeros(6)}, r"logp must be \(B, T\)"),
         ({"scorer_weights": torch.full((2, 3), 1.5)}, r"scorer_weights must lie in \[0, 1\]"),
         ({"scorer_weights": torch.full((3, 3), 0.5)}, r"scorer_weights has shape \(3, 3\)"),
@@ -418,6 +419,11 @@ def test_batch_validation(fields, match):
     fields.setdefault("scorer_weights", torch.full((2, 3), 0.5))
     with pytest.raises(ValueError, match=match):
         run("atwu", batch(**fields))
+
+
+def test_scorer_weights_off_the_answer_are_not_checked():
+    g = grid(G, pad=NAN)  # NaN on padding: never read, so accepted
+    assert math.isfinite(run("atwu", batch(scorer_weights=g)).loss.item())
 
 
 def test_alt_fields_must_agree():

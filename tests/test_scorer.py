@@ -167,14 +167,14 @@ def test_objective_rejects_mismatched_shapes():
         ("lambda_p", -1.0, r"lambda_p"),
         ("lambda_2", -1.0, r"lambda_2"),
         ("update_every", 0, r"update_every=0 must be >= 1"),
-        ("update_every", True, r"update_every=True must be a int"),
+        ("update_every", True, r"update_every=True must be of type int"),
         ("scorer_lr", 0.0, r"scorer_lr=0.0 must be > 0"),
         ("scorer_momentum", 1.0, r"scorer_momentum"),
         ("scorer_clip", 0.0, r"scorer_clip"),
         ("freeze_after", -2, r"freeze_after=-2"),
-        ("lambda_h", NAN, r"lambda_h=nan"),
-        ("lr_decay", 1, r"lr_decay=1 must be a bool"),
-        ("budget", "0.2", r"budget='0.2' must be a float"),
+        ("lambda_h", NAN, r"lambda_h is NaN"),
+        ("lr_decay", 1, r"lr_decay=1 must be of type bool"),
+        ("budget", "0.2", r"budget='0.2' must be of type float"),
     ],
 )
 def test_config_validation(field, value, match):

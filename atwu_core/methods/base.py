@@ -115,6 +115,8 @@ def validate_batch(
     bt = tuple(batch.logp.shape)
     if tuple(batch.mask.shape) != bt:
         fail(f"mask has shape {tuple(batch.mask.shape)}, logp has {bt}")
+    if not batch.mask.is_floating_point():
+        fail(f"mask must be a float tensor of 0/1, got dtype {batch.mask.dtype}")
     if not bool(((batch.mask == 0) | (batch.mask == 1)).all()):
         fail("mask must hold only 0 and 1")
     for need in needs:
@@ -139,9 +141,9 @@ def validate_batch(
             f"{tuple(batch.logits.shape)}"
         )
     if batch.scorer_weights is not None:
-        w = batch.scorer_weights
+        w = batch.scorer_weights[batch.mask > 0]  # values off the answer are never read
         if not bool(((w >= 0) & (w <= 1)).all()):
-            fail("scorer_weights must lie in [0, 1] (they are sigmoid outputs)")
+            fail("scorer_weights must lie in [0, 1] on answer tokens (they are sigmoid outputs)")
     alt = [getattr(batch, n) for n in NEED_FIELDS["alt"]]
     present = [a for a in alt if a is not None]
     if present:
