@@ -237,6 +237,8 @@ def token_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
         "Run", names, key="tv_run", format_func=lambda k: f"{k} ({with_tw[k].method})"
     )
     run = with_tw[label]
+    if run.method in teaching.METHODS:
+        st.caption(f"**{run.method}**: {teaching.METHODS[run.method]}")
     tw = run.token_weights
     examples = list(dict.fromkeys(tw.sort_values(["example_id"])["example_id"]))
     if st.session_state.get("tv_example") not in examples:
@@ -398,9 +400,8 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
                 st.session_state["cv_metric"] = next(
                     (k for k in ("forget/nll", "loss/total") if k in keys), keys[0]
                 )
-            metric = st.selectbox(
-                "Metric", keys, key="cv_metric", help=teaching.METRICS.get("forget/nll")
-            )
+            metric = st.selectbox("Metric", keys, key="cv_metric")
+            st.caption(teaching.describe_metric(metric))
             plot(viz.training_curves(picked, metric), "cv_curves")
         else:
             st.info("The chosen runs logged no numeric metrics.")
@@ -422,11 +423,13 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
         if st.session_state.get(key) not in numeric:
             st.session_state[key] = default if default in numeric else numeric[0]
     c1, c2 = st.columns(2)
-    x = c1.selectbox("x axis", numeric, key="tr_x", help=teaching.METRICS.get("model_utility"))
-    y = c2.selectbox("y axis", numeric, key="tr_y", help=teaching.METRICS.get("forget_quality"))
+    x = c1.selectbox("x axis", numeric, key="tr_x", help=teaching.describe_metric("model_utility"))
+    y = c2.selectbox("y axis", numeric, key="tr_y", help=teaching.describe_metric("forget_quality"))
     plot(viz.tradeoff_scatter(board, x=x, y=y), "tr_scatter")
     teach("leaderboard")
     st.dataframe(board, key="leaderboard", hide_index=True)
+    with st.expander("What do the columns mean?"):
+        st.markdown("\n".join(f"- **{c}**: {teaching.describe_metric(c)}" for c in numeric))
     d1, d2 = st.columns(2)
     d1.download_button(
         "Download CSV", board.to_csv(index=False), "leaderboard.csv", "text/csv", key="lb_csv"

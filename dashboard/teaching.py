@@ -90,16 +90,47 @@ VIEWS = {
 METRICS = {
     "forget_quality": "KS-test p-value vs the retain model's truth ratios on the forget set. Higher = better (more like never trained on it).",
     "model_utility": "Harmonic mean of probability, ROUGE-L and truth ratio on retain and world-facts splits. Higher = better.",
-    "forget/prob": "Mean probability of the true forget answer. Lower = more forgotten.",
     "retain/prob": "Mean probability of the true retain answer. Higher = better kept.",
     "forget/rouge": "ROUGE-L recall of the greedy answer vs the true forget answer. Lower = more forgotten.",
     "retain/rouge": "ROUGE-L recall on retain questions. Higher = better kept.",
     "forget/truth_ratio": "min(TR, 1/TR) on the forget set: 1 = the true answer is no more likely than wrong ones.",
     "retain/truth_ratio": "max(0, 1 − TR) on retain: higher = the model still prefers the true answer.",
     "privacy/mink_auc": "Membership-inference AUC, forget vs never-seen authors. 0.5 = indistinguishable (best).",
+    "forget/nll": "Mean NLL of forget answers during training. Rising = forgetting.",
+    "retain/nll": "Mean NLL of retain answers during training. Should stay low and flat.",
+    "forget/acc": "Share of forget answer tokens the model still predicts (teacher-forced). Lower = more forgotten.",
+    "retain/acc": "Share of retain answer tokens predicted right. Should stay near 1.",
+    "forget/prob": "Mean probability of the true forget answer. Lower = more forgotten.",
+    "loss/total": "γ·L_f + α·L_r, the loss the model step minimises.",
+    "loss/forget": "The method's forget loss L_f (negative for ascent methods).",
+    "loss/retain": "The retain loss L_r: NLL (or KL) on retain data. Low = utility kept.",
+    "weights/mean": "Mean token weight on the batch.",
+    "weights/frac_above_half": "Share of tokens with weight > 0.5 (ATWU's budget targets 0.2).",
+    "scorer/loss": "ATWU scorer objective L_s (METHOD.md §1).",
+    "align/auroc": "Span AUROC of this snapshot's weights (0.5 = chance, 1 = perfect).",
+    "align/ap": "Span average precision of this snapshot's weights. Higher = better.",
     "auroc": "Chance a fact token outranks a non-fact token. 0.5 = chance, 1 = perfect.",
     "ap": "Average precision of ranking fact tokens first. Higher = better.",
 }
+
+SPLITS = {
+    "forget": "on the forget set (lower probability / ROUGE = more forgotten)",
+    "retain": "on retain data the model must keep (higher = better)",
+    "world_facts": "on general world facts (higher = better kept)",
+    "real_authors": "on real authors (higher = better kept)",
+    "privacy": "privacy metric",
+    "align": "span alignment of the token weights (METHOD.md §4)",
+    "loss": "training loss term",
+}
+
+
+def describe_metric(key: str) -> str:
+    """A plain-language line for a metric key, from its exact name or its namespace."""
+    if key in METRICS:
+        return METRICS[key]
+    namespace = key.split("/", 1)[0]
+    return f"`{key}`: {SPLITS[namespace]}." if namespace in SPLITS else f"`{key}`"
+
 
 METHODS = {
     "atwu": "Learned token weights g from a linear scorer on hidden states, saturated ascent (§1).",
