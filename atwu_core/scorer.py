@@ -153,6 +153,8 @@ def scorer_objective(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The scorer loss L_s of METHOD.md §1 and its four terms (unscaled, for logging).
 
+    The parts' keys are bare (`loss`, `forget`, ...): the loop logs them under `scorer/`.
+
     g_logits (B, T) = wᵀh + b; nll (B, T) = ℓ_t (treated as a constant); mask (B, T) answer tokens;
     weight = w, the scorer's linear weight (the bias is not regularised). `m̂_b`, the fraction of
     sequence b's answer tokens with g > 0.5, uses a straight-through estimator so the budget term
@@ -174,13 +176,13 @@ def scorer_objective(
     l2 = weight.pow(2).sum()
     loss = forget + cfg.lambda_h * entropy + cfg.lambda_p * budget + cfg.lambda_2 * l2
     parts = {
-        "scorer/loss": float(loss.detach()),
-        "scorer/forget": float(forget.detach()),
-        "scorer/entropy": float(entropy.detach()),
-        "scorer/budget": float(budget.detach()),
-        "scorer/l2": float(l2.detach()),
-        "scorer/frac_above_half": float(masked_mean(above.detach(), mask)),
-        "scorer/g_mean": float(masked_mean(g.detach(), mask)),
+        "loss": float(loss.detach()),
+        "forget": float(forget.detach()),
+        "entropy": float(entropy.detach()),
+        "budget": float(budget.detach()),
+        "l2": float(l2.detach()),
+        "frac_above_half": float(masked_mean(above.detach(), mask)),
+        "g_mean": float(masked_mean(g.detach(), mask)),
     }
     return loss, parts
 
@@ -237,7 +239,7 @@ class ScorerTrainer:
         grad_norm = nn.utils.clip_grad_norm_(self.scorer.parameters(), self.cfg.scorer_clip)
         self.optimizer.step()
         self.updates += 1
-        return {**parts, "scorer/lr": lr, "scorer/grad_norm": float(grad_norm)}
+        return {**parts, "lr": lr, "grad_norm": float(grad_norm)}
 
 
 def save_scorer(path: str | Path, scorer: TokenScorer) -> None:

@@ -94,18 +94,18 @@ def test_objective_golden_value():
     l2 = 0.3**2 + 0.4**2
     want = forget + 1.0 * ent + 10.0 * budget + 1.0 * l2
     assert loss.item() == pytest.approx(want, rel=1e-6)
-    assert parts["scorer/forget"] == pytest.approx(forget, rel=1e-6)
-    assert parts["scorer/entropy"] == pytest.approx(ent, rel=1e-6)
-    assert parts["scorer/budget"] == pytest.approx(budget, rel=1e-6)
-    assert parts["scorer/l2"] == pytest.approx(l2, rel=1e-6)
-    assert parts["scorer/frac_above_half"] == pytest.approx(2 / 5)
+    assert parts["forget"] == pytest.approx(forget, rel=1e-6)
+    assert parts["entropy"] == pytest.approx(ent, rel=1e-6)
+    assert parts["budget"] == pytest.approx(budget, rel=1e-6)
+    assert parts["l2"] == pytest.approx(l2, rel=1e-6)
+    assert parts["frac_above_half"] == pytest.approx(2 / 5)
 
 
 def test_objective_lambdas_scale_their_terms():
     cfg = ScorerConfig(lambda_h=0.0, lambda_p=2.0, lambda_2=0.5, budget=0.5)
     _, _, loss, parts = objective(cfg)
     budget = ((1 / 3 - 0.5) ** 2 + (1 / 2 - 0.5) ** 2) / 2
-    want = parts["scorer/forget"] + 2.0 * budget + 0.5 * (0.3**2 + 0.4**2)
+    want = parts["forget"] + 2.0 * budget + 0.5 * (0.3**2 + 0.4**2)
     assert loss.item() == pytest.approx(want, rel=1e-6)
 
 
@@ -145,7 +145,7 @@ def test_straight_through_forward_is_hard():
 def test_entropy_stays_finite_for_saturated_logits():
     _, _, loss, parts = objective(z=[[80.0, -80.0, 0.0], [40.0, -40.0, NAN]])
     assert math.isfinite(loss.item())
-    assert parts["scorer/entropy"] == pytest.approx(math.log(2) / 5, rel=1e-4)
+    assert parts["entropy"] == pytest.approx(math.log(2) / 5, rel=1e-4)
 
 
 def test_objective_rejects_mismatched_shapes():
@@ -245,7 +245,7 @@ def test_linear_lr_decay():
     assert scorer_lr_at(5, ScorerConfig(lr_decay=False), 10) == 0.05
     trainer = ScorerTrainer(TokenScorer(2), ScorerConfig(update_every=1), total_steps=4)
     out = trainer.maybe_step(3, torch.randn(1, 2, 2), torch.rand(1, 2), torch.ones(1, 2))
-    assert out["scorer/lr"] == pytest.approx(0.05 * 0.25)
+    assert out["lr"] == pytest.approx(0.05 * 0.25)
     with pytest.raises(ValueError, match="total_steps=0"):
         ScorerTrainer(TokenScorer(2), cfg, total_steps=0)
 
@@ -260,7 +260,7 @@ def test_first_step_is_clipped_sgd():
     nll = torch.tensor([[400.0, 0.0]])
     out = trainer.maybe_step(0, hidden, nll, torch.ones(1, 2))
     # dL/dw = -mean_t σ'(0)·ℓ_t·h_t = -(0.25·400·[1, 0]) / 2 = [-50, 0]; dL/db = -50
-    assert out["scorer/grad_norm"] == pytest.approx(math.hypot(50.0, 50.0), rel=1e-6)
+    assert out["grad_norm"] == pytest.approx(math.hypot(50.0, 50.0), rel=1e-6)
     step = 0.05 / math.sqrt(2)
     assert trainer.scorer.linear.weight[0].tolist() == pytest.approx([step, 0.0], rel=1e-5)
     assert trainer.scorer.linear.bias.tolist() == pytest.approx([step], rel=1e-5)
@@ -272,7 +272,7 @@ def test_trainer_detaches_inputs_and_works_under_no_grad():
     nll = (hidden.sum(-1) ** 2).detach().requires_grad_()
     with torch.no_grad():
         out = trainer.maybe_step(0, hidden, nll, torch.ones(2, 4))
-    assert out is not None and out["scorer/grad_norm"] > 0
+    assert out is not None and out["grad_norm"] > 0
     assert hidden.grad is None and nll.grad is None
 
 
