@@ -6,7 +6,8 @@ science. Torch is never imported here: runs are launched as subprocesses (dashbo
 
 Environment: `ATWU_RUNS_DIRS` (folders to list, separated by os.pathsep; default
 `sample_data/runs` next to the repo and `./runs`), `ATWU_NEW_RUNS_DIR` (where launched runs go;
-default `./runs`), `ATWU_BENCHMARK_DIR` (default `sample_data/benchmark`).
+default `./runs`), `ATWU_BENCHMARK_DIR` (default `sample_data/benchmark`), `ATWU_MODEL_DIR` (the
+model new runs start from; default `sample_data/models/full`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def new_runs_dir() -> Path:
 
 def benchmark_dir() -> Path:
     return Path(os.environ.get("ATWU_BENCHMARK_DIR", ROOT / "sample_data" / "benchmark"))
+
+
+def model_dir() -> Path:
+    return Path(os.environ.get("ATWU_MODEL_DIR", ROOT / "sample_data" / "models" / "full"))
 
 
 def _stat_sig(paths: list[Path]) -> tuple:
@@ -554,17 +559,42 @@ def experiment_view() -> None:
         key="exp_eval",
         help="Needed for the leaderboard, the trade-off plot and the generations view.",
     )
+    c1, c2 = st.columns(2)
+    model = c1.text_input(
+        "Model folder",
+        value=str(model_dir()),
+        key="exp_model",
+        help="The fine-tuned model to unlearn (`atwu prepare` builds sample_data/models/full).",
+    )
+    data = c2.text_input(
+        "Benchmark folder",
+        value=str(benchmark_dir()),
+        key="exp_data",
+        help="The benchmark whose forget split is unlearned (forget.jsonl, retain.jsonl, ...).",
+    )
     job: jobs.Job | None = st.session_state.get("job")
     busy = job is not None and job.returncode() is None
     if st.button("Start", key="exp_start", type="primary", disabled=busy):
         problems = jobs.check_overrides({**overrides, "lr": lr, "alpha": alpha, "gamma": gamma})
         if lr <= 0:
             problems.append(f"learning rate must be > 0, not {lr:g}")
+        for label, folder in (("model folder", model), ("benchmark folder", data)):
+            if not Path(folder).is_dir():
+                problems.append(f"{label} `{folder}` does not exist (build it with `atwu prepare`)")
         if problems:
             st.error("Cannot start: " + "; ".join(problems))
         else:
             launch = jobs.Launch(
-                method, overrides, int(max_steps), int(seed), lr, alpha, gamma, evaluate
+                method,
+                overrides,
+                int(max_steps),
+                int(seed),
+                lr,
+                alpha,
+                gamma,
+                evaluate,
+                model=model,
+                data=data,
             )
             try:
                 st.session_state["job"] = jobs.start_job(launch, runs_dir)

@@ -121,6 +121,8 @@ class Launch:
     alpha: float = 1.0  # retain loss weight
     gamma: float = 1.0  # forget loss weight
     evaluate: bool = False
+    model: str | None = None  # model folder; None = the CLI's default (sample_data/models/full)
+    data: str | None = None  # benchmark folder; None = the CLI's default
 
 
 def build_command(launch: Launch, runs_dir: Path) -> list[str]:
@@ -132,6 +134,8 @@ def build_command(launch: Launch, runs_dir: Path) -> list[str]:
     cmd += ["--runs-dir", str(runs_dir), "--max-steps", str(int(launch.max_steps))]
     cmd += ["--seed", str(int(launch.seed)), "--lr", repr(float(launch.lr))]
     cmd += ["--alpha", repr(float(launch.alpha)), "--gamma", repr(float(launch.gamma))]
+    cmd += ["--model", launch.model] if launch.model else []
+    cmd += ["--data", launch.data] if launch.data else []
     return [*cmd, "--eval"] if launch.evaluate else cmd
 
 

@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("--lr", "--alpha", "--gamma"):
         p.add_argument(flag, type=float, default=1.0)
     p.add_argument("--eval", action="store_true")
+    p.add_argument("--model")
+    p.add_argument("--data")
     args = parser.parse_args(argv)
     if args.command == "methods":
         print(json.dumps(METHODS_TABLE))

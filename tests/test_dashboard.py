@@ -51,6 +51,8 @@ def lab(tmp_path, monkeypatch, pristine_runs):
     monkeypatch.setenv("ATWU_RUNS_DIRS", str(runs_dir))
     monkeypatch.setenv("ATWU_NEW_RUNS_DIR", str(tmp_path / "new"))
     monkeypatch.setenv("ATWU_BENCHMARK_DIR", str(bench))
+    (tmp_path / "model").mkdir()
+    monkeypatch.setenv("ATWU_MODEL_DIR", str(tmp_path / "model"))
     # Every AppTest run scans all installed packages for Streamlit "v2 components" (~1.4 s of
     # metadata parsing per test); the app uses none, so skip the scan.
     monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda: [])
@@ -420,7 +422,7 @@ def test_launch_a_run_and_see_it_finish(fake_cli):
     assert job.cmd[3:] == [
         "unlearn", "--method", "atwu", "--set", "beta=3.0", "--runs-dir", str(fake_cli.new),
         "--max-steps", "4", "--seed", "0", "--lr", "0.0002", "--alpha", "1.0", "--gamma", "1.0",
-        "--eval",
+        "--model", str(fake_cli.root / "model"), "--data", str(fake_cli.bench), "--eval",
     ]  # fmt: skip
     at = wait_for(at, lambda a: any("finished" in s.value for s in a.success))
     run_path = job.find_run()
@@ -440,11 +442,13 @@ def test_hyperparameter_out_of_range_shows_the_cli_error(experiment):
     assert "budget must be in [0, 1], got 2.0" in at.code[-1].value
 
 
-def test_non_finite_or_non_positive_values_are_refused_before_launch(experiment):
+def test_bad_values_are_refused_before_launch(experiment, fake_cli):
     at = experiment
     at.number_input(key="exp_lr").set_value(0.0)
+    at.text_input(key="exp_model").input(str(fake_cli.root / "no-model"))
     at.button(key="exp_start").click().run()
     assert "learning rate must be > 0" in at.error[0].value
+    assert f"model folder `{fake_cli.root / 'no-model'}` does not exist" in at.error[0].value
     assert "job" not in at.session_state
 
 
