@@ -52,6 +52,22 @@ class _Scored:
         return float(-self.logp.mean())
 
 
+def eval_rows(bench: Any, split: str) -> list:
+    """The rows of `split` that the TOFU protocol evaluates.
+
+    TOFU's retain split holds every retain author (what a retain model trains on) but only the
+    `retain_perturbed` rows have the paraphrases and wrong answers a truth ratio needs; the TOFU
+    loader lists their ids in `meta["retain_perturbed_ids"]`, and retain metrics use those rows
+    only, as TOFU does. Every other split (and a benchmark without that key) is used whole.
+    """
+    rows = list(getattr(bench, split, None) or [])
+    keep = (getattr(bench, "meta", None) or {}).get("retain_perturbed_ids")
+    if split == "retain" and keep is not None:
+        wanted = set(keep)
+        rows = [row for row in rows if row.id in wanted]
+    return rows
+
+
 def _check_inputs(model, tokenizer, bench, splits, batch_size, max_new_tokens) -> None:
     unknown = [s for s in splits if s not in EVAL_SPLITS]
     if unknown or not splits:
@@ -70,7 +86,7 @@ def _check_inputs(model, tokenizer, bench, splits, batch_size, max_new_tokens) -
     if tokenizer.eos_token_id is None:
         raise ValueError("tokenizer has no eos_token_id: generation would never stop")
     for split in splits:
-        items = getattr(bench, split, None)
+        items = eval_rows(bench, split)
         if not items:
             raise ValueError(f"benchmark split {split!r} is empty or missing")
         for item in items:
@@ -201,6 +217,7 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     try:
+        rows = {split: eval_rows(bench, split) for split in splits}
         # Every answer to score, as (split, row index, role, k) -> position in one flat pool.
         encoded, where = [], {}
 
@@ -209,7 +226,7 @@ def evaluate_model(
             encoded.append(encode_example(tokenizer, item.question, text, id=item.id))
 
         for split in splits:
-            for r, item in enumerate(getattr(bench, split)):
+            for r, item in enumerate(rows[split]):
                 add((split, r, "answer", 0), item, item.answer)
                 if split in PARAPHRASE_SPLITS:
                     add((split, r, "paraphrase", 0), item, item.paraphrased_answer)
@@ -220,7 +237,7 @@ def evaluate_model(
             add(("holdout", r, "answer", 0), item, item.answer)
         scored = _score(model, encoded, batch_size, pad_id, device)
 
-        questions = [item.question for s in splits for item in getattr(bench, s)]
+        questions = [item.question for s in splits for item in rows[s]]
         predictions = _generate(
             model, tokenizer, questions, batch_size, max_new_tokens, pad_id, device
         )
@@ -234,7 +251,7 @@ def evaluate_model(
     generations: dict[str, dict[str, str]] = {}
     pred_iter = iter(predictions)
     for split in splits:
-        items = getattr(bench, split)
+        items = rows[split]
         ids = [item.id for item in items]
         answers = [get((split, r, "answer", 0)) for r in range(len(items))]
         role = "paraphrase" if split in PARAPHRASE_SPLITS else "answer"
@@ -267,7 +284,7 @@ def evaluate_model(
             }
 
     if holdout:
-        forget_items = bench.forget
+        forget_items = rows["forget"]
         scores = {
             item.id: M.mink_score(get(("forget", r, "answer", 0)).logp)
             for r, item in enumerate(forget_items)
@@ -294,7 +311,7 @@ def evaluate_model(
     if reference_truth_ratios is not None:
         if "forget" not in splits:
             raise ValueError("reference_truth_ratios given but 'forget' is not among the splits")
-        forget_ids = [item.id for item in bench.forget]
+        forget_ids = [item.id for item in rows["forget"]]
         reference = _reference_values(reference_truth_ratios, forget_ids)
         fq = M.forget_quality(
             list(results["forget/truth_ratio_raw"]["value_by_index"].values()), reference

@@ -318,6 +318,17 @@ def test_restores_train_mode(random_model, tokenizer, bench):
     random_model.eval()
 
 
+def test_tofu_retain_uses_only_the_perturbed_rows(random_model, tokenizer):
+    # TOFU's retain split has every retain row; only `retain_perturbed_ids` carry wrong answers.
+    tofu = make_bench()
+    tofu.retain[4].perturbed_answer = []
+    tofu.retain[5].paraphrased_answer = ""
+    tofu.meta["retain_perturbed_ids"] = ["a0", "a1", "a3"]
+    out = evaluate_model(random_model, tokenizer, tofu, splits=("retain",), max_new_tokens=2)
+    assert set(out["metrics"]["retain/prob"]["value_by_index"]) == {"a0", "a1", "a3"}
+    assert set(out["generations"]) == {"a0", "a1", "a3"}
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
