@@ -27,6 +27,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 # Splits that report `max(0, 1 - TR)`; only "forget" reports `min(TR, 1/TR)` (METHOD.md §3).
 TRUTH_RATIO_SPLITS = ("forget", "retain", "world_facts", "real_authors", "holdout")
+MAX_LOG_TR = 700.0  # |log TR| cap: exp(709.8) is the largest float64
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -103,7 +104,10 @@ def truth_ratio(
     for i, row in enumerate(rows):
         wrong = _finite(_as_1d(row, f"wrong_nlls[{i}]"), f"wrong_nlls[{i}]")
         mean_wrong[i] = wrong.mean()
-    ratios = np.exp(correct - mean_wrong)
+    # A collapsed model can put hundreds of nats between the answers; clip the log-ratio so TR stays
+    # a finite float64 (and valid JSON) instead of overflowing to inf. e^±700 is already 0 or ∞
+    # for every score built on it.
+    ratios = np.exp(np.clip(correct - mean_wrong, -MAX_LOG_TR, MAX_LOG_TR))
     return float(ratios[0]) if np.ndim(correct_nll) == 0 else ratios
 
 

@@ -53,6 +53,15 @@ def test_truth_ratio_vector_with_ragged_rows():
     np.testing.assert_allclose(M.truth_ratio_score(tr, "world_facts"), [0.0, 0.0])
 
 
+def test_truth_ratio_stays_finite_for_a_collapsed_model():
+    # 800 nats between the paraphrase and the wrong answers would overflow exp(); TR is capped at
+    # e^700 so eval.json stays valid JSON, and its scores are still the limits 0 / 0.
+    tr = M.truth_ratio([1.0, 801.0], [[801.0], [1.0]])
+    np.testing.assert_allclose(np.log(tr), [-700.0, 700.0])
+    np.testing.assert_allclose(M.truth_ratio_score(tr, "forget"), [0.0, 0.0], atol=1e-300)
+    assert M.metric_entry({"a": tr[1]})["agg_value"] == pytest.approx(math.exp(700))
+
+
 def test_truth_ratio_score_extremes():
     # TR = 0 (the wrong answers underflowed) is completely one-sided: forget score 0, retain 1.
     assert M.truth_ratio_score(0.0, "forget") == 0.0
