@@ -69,6 +69,7 @@ class UnlearnConfig:
     hparams: dict[str, Any] = field(default_factory=dict)
     model: str = "sample_data/models/full"
     data: str = "sample_data/benchmark"
+    retain_model: str | None = None  # forget-quality reference; default: "retain" beside `model`
     gamma: float = 1.0  # weight of the forget loss
     alpha: float = 1.0  # weight of the retain loss (ignored by methods with retain="none")
     retain_loss: str = "default"  # "default" (the method's), "nll" or "kl"
@@ -84,6 +85,7 @@ class UnlearnConfig:
     device: str = "auto"
     dtype: str = "auto"
     save_model: bool = False
+    conflict: bool = True  # record each probe token's retain conflict (issue 4) at step 0
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Reference evaluations and conflicts are cached by content hash; keep the tests' cache private.
+os.environ["ATWU_CACHE"] = tempfile.mkdtemp(prefix="atwu-test-cache-")
 
 from dataclasses import dataclass
 from pathlib import Path

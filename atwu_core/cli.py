@@ -1,0 +1,219 @@
+"""`atwu` command line: prepare, methods, unlearn, eval, compare.
+
+Heavy imports (torch, transformers) happen inside the commands, so `atwu --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SAMPLE = Path("sample_data")
+
+
+def _quiet_transformers() -> None:
+    """Drop transformers' per-shard progress bars; ours say what is happening."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """`--set beta=5 --set saturation=plain` -> {"beta": "5", "saturation": "plain"}."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects name=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from atwu_core.config import FinetuneConfig, TinyModelConfig
+    from atwu_core.prepare import prepare
+
+    _quiet_transformers()
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int, loss: float) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=f"train {stage} model", unit="step")
+        bar.update(done - bar.n)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if done == total:
+            bar.close()
+
+    model_cfg = TinyModelConfig(hidden_size=args.hidden_size, intermediate_size=args.intermediate)
+    ft_cfg = FinetuneConfig(epochs=args.epochs, seed=args.seed)
+    report = prepare(
+        args.out,
+        n_authors=args.authors,
+        forget_fraction=args.forget_fraction,
+        seed=args.seed,
+        model_cfg=model_cfg,
+        ft_cfg=ft_cfg,
+        progress=progress,
+    )
+    q = report["quality"]
+    print(
+        f"prepared {args.out}: {report['parameters'] / 1e6:.2f} M params | full model acc "
+        f"forget {q['full/forget/acc']:.3f} retain {q['full/retain/acc']:.3f} "
+        f"exact-match {q['full/forget/exact_match']:.2f} | retain model acc on forget "
+        f"{q['retain/forget/acc']:.3f} | {sum(report['timings'].values()):.0f} s"
+    )
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from atwu_core.methods import REGISTRY
+    from atwu_core.scorer import ScorerConfig
+
+    scorer_defaults = vars(ScorerConfig())
+    table = []
+    for name, spec in sorted(REGISTRY.items()):
+        hp = dict(spec.hparams)
+        table.append(
+            {
+                "name": name,
+                "summary": spec.summary,
+                "hparams": hp,
+                "scorer": scorer_defaults if "scorer" in spec.needs else None,
+                "needs_reference": spec.needs_reference,
+                "retain": spec.retain,
+            }
+        )
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    for row in table:
+        hp = ", ".join(f"{k}={v}" for k, v in row["hparams"].items()) or "-"
+        ref = " [reference model]" if row["needs_reference"] else ""
+        print(f"{row['name']:<13} {row['summary']}{ref}\n{'':<13} hparams: {hp}")
+        if row["scorer"]:
+            sc = ", ".join(f"{k}={v}" for k, v in row["scorer"].items())
+            print(f"{'':<13} scorer: {sc}")
+    return 0
+
+
+def cmd_unlearn(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from atwu_core.config import UnlearnConfig
+
+    config = UnlearnConfig(
+        method=args.method,
+        hparams=parse_sets(args.set),
+        model=args.model,
+        data=args.data,
+        lr=args.lr,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        alpha=args.alpha,
+        gamma=args.gamma,
+        retain_loss=args.retain_loss,
+        seed=args.seed,
+        device=args.device,
+        save_model=args.save_model,
+        trust_remote_code=args.trust_remote_code,
+    )
+    # Validate method + hyperparameters before the slow imports.
+    from atwu_core.methods import get_method
+    from atwu_core.train import split_hparams, unlearn
+
+    split_hparams(get_method(config.method), config.hparams)
+    _quiet_transformers()
+    bar = None
+
+    def callback(event: dict[str, Any]) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=event["total_steps"], desc=f"unlearn {config.method}", unit="step")
+        bar.update(1)
+        m = event["metrics"]
+        if "forget/acc" in m:
+            bar.set_postfix(
+                forget_acc=f"{m['forget/acc']:.2f}", retain_acc=f"{m['retain/acc']:.2f}"
+            )
+
+    path = unlearn(config, runs_dir=args.runs_dir, callback=callback, evaluate=args.eval)
+    if bar is not None:
+        bar.close()
+    from atwu_core.runs import load_run
+
+    run = load_run(path)
+    last = run.metrics.iloc[-1] if len(run.metrics) else {}
+    status = run.info.get("status")
+    summary = f"{status}: {path}"
+    for key in ("forget/acc", "retain/acc", "align/auroc"):
+        if key in last and last[key] == last[key]:
+            summary += f" | {key} {last[key]:.3f}"
+    print(summary)
+    return 0 if status == "finished" else 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atwu", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="build sample_data/: benchmark + full and retain models")
+    p.add_argument("--out", default=str(DEFAULT_SAMPLE))
+    p.add_argument("--authors", type=int, default=20)
+    p.add_argument("--forget-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--hidden-size", type=int, default=256)
+    p.add_argument("--intermediate", type=int, default=672)
+    p.set_defaults(fn=cmd_prepare)
+
+    p = sub.add_parser("methods", help="list methods with their hyperparameters and defaults")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_methods)
+
+    p = sub.add_parser("unlearn", help="run one unlearning method; writes a run folder")
+    p.add_argument("--method", default="atwu")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--model", default=str(DEFAULT_SAMPLE / "models" / "full"))
+    p.add_argument(
+        "--data",
+        default=str(DEFAULT_SAMPLE / "benchmark"),
+        help="benchmark folder, or tofu:<forget split>[@<folder|hf:locuslab/TOFU>]",
+    )
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--alpha", type=float, default=1.0, help="retain loss weight")
+    p.add_argument("--gamma", type=float, default=1.0, help="forget loss weight")
+    p.add_argument("--retain-loss", default="default", choices=["default", "nll", "kl"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--save-model", action="store_true")
+    p.add_argument("--eval", action="store_true", help="evaluate the unlearned model (TOFU)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(fn=cmd_unlearn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ValueError as err:
+        print(f"atwu {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

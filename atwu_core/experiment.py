@@ -1,0 +1,76 @@
+"""Evaluating a run against its references: the retain model's truth ratios give forget quality.
+
+The full and retain models are fixed, so their evaluations are cached by a content hash of
+(model files, benchmark files, settings) in `$ATWU_CACHE` (default `~/.cache/atwu`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from atwu_core.config import UnlearnConfig
+from atwu_core.data.schema import Benchmark
+
+EVAL_SETTINGS = {"max_new_tokens": 48, "batch_size": 32, "version": 1}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ATWU_CACHE", Path.home() / ".cache" / "atwu")) / "evals"
+
+
+def retain_model_for(config: UnlearnConfig) -> str | None:
+    """The forget-quality reference: `config.retain_model`, else a `retain` folder beside the model."""
+    if config.retain_model:
+        return config.retain_model
+    sibling = Path(config.model).parent / "retain"
+    return str(sibling) if (sibling / "config.json").exists() else None
+
+
+def fixed_model_eval(model_dir: str, data: str, bench: Benchmark) -> dict[str, Any]:
+    """Evaluation of a model that never changes (full or retain), computed once and cached."""
+    from atwu_core.evaluate import evaluate_model
+    from atwu_core.model import load_model
+
+    def compute() -> dict[str, Any]:
+        model, tokenizer = load_model(model_dir)
+        return evaluate_model(
+            model,
+            tokenizer,
+            bench,
+            batch_size=EVAL_SETTINGS["batch_size"],
+            max_new_tokens=EVAL_SETTINGS["max_new_tokens"],
+        )
+
+    return cached_value(model_dir, data, EVAL_SETTINGS, compute)
+
+
+def cached_value(model_dir: str, data: str, settings: dict, compute) -> dict[str, Any]:
+    """`compute()` cached by content hash of (model, data, settings) when both are local folders."""
+    from atwu_core.evaluate import cached_eval
+
+    if Path(model_dir).is_dir() and Path(data).is_dir():
+        return cached_eval(model_dir, data, cache_dir(), settings, compute)
+    return compute()
+
+
+def evaluate_run(model, tokenizer, bench: Benchmark, config: UnlearnConfig) -> dict[str, Any]:
+    """TOFU evaluation of an unlearned model; forget quality when a retain model is known."""
+    from atwu_core.evaluate import evaluate_model
+
+    reference = None
+    retain_dir = retain_model_for(config)
+    if retain_dir is not None:
+        ref_eval = fixed_model_eval(retain_dir, config.data, bench)
+        reference = ref_eval["metrics"]["forget/truth_ratio_raw"]
+    result = evaluate_model(
+        model,
+        tokenizer,
+        bench,
+        reference_truth_ratios=reference,
+        batch_size=EVAL_SETTINGS["batch_size"],
+        max_new_tokens=EVAL_SETTINGS["max_new_tokens"],
+    )
+    result["reference_model"] = retain_dir
+    return result

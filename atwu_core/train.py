@@ -1,0 +1,564 @@
+"""Training loops, read top to bottom: `finetune` (memorise a benchmark) and `unlearn` (forget part).
+
+`unlearn` does every forward pass once per step (model, reference model if the method needs one,
+the ATWU scorer if it has one), hands the method the per-token tensors it declared, adds the retain
+term, and records everything a user wants to inspect into a run folder through `atwu_core.runs`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+import atwu_core
+from atwu_core.config import FinetuneConfig, UnlearnConfig
+from atwu_core.data.encode import Encoded, collate, encode_example
+from atwu_core.data.schema import Benchmark, QAItem
+from atwu_core.losses import masked_mean, token_logp
+from atwu_core.methods import REGISTRY, ForgetBatch, MethodSpec, get_method, resolve_hparams
+from atwu_core.methods.idk_dpo import IDK_ANSWERS
+from atwu_core.methods.rmu import rmu_retain_loss
+from atwu_core.model import load_model, pick_device
+from atwu_core.runs import RunWriter
+from atwu_core.scorer import ScorerConfig, ScorerTrainer, TokenScorer, save_scorer
+
+Callback = Callable[[dict[str, Any]], Any]
+
+
+class RunCancelled(Exception):
+    """Raised inside the loop when the callback asks to stop."""
+
+
+# --------------------------------------------------------------------------------------------
+# Shared pieces
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def encode_items(
+    tokenizer, items: Sequence[QAItem], max_length: int | None = None, answer: str = "answer"
+) -> list[Encoded]:
+    """Encode QA rows; `answer="paraphrased_answer"` encodes the paraphrase with its spans."""
+    spans_field = "spans" if answer == "answer" else "paraphrased_spans"
+    return [
+        encode_example(
+            tokenizer,
+            item.question,
+            getattr(item, answer),
+            spans=getattr(item, spans_field),
+            id=item.id,
+            max_length=max_length,
+        )
+        for item in items
+    ]
+
+
+def batches(
+    encoded: Sequence[Encoded], batch_size: int, pad_id: int, generator: torch.Generator
+) -> Iterator[tuple[list[str], dict[str, torch.Tensor]]]:
+    """Endless shuffled (row ids, batch) pairs, a new permutation every epoch, dynamic padding."""
+    while True:
+        order = torch.randperm(len(encoded), generator=generator).tolist()
+        for i in range(0, len(order), batch_size):
+            rows = [encoded[j] for j in order[i : i + batch_size]]
+            yield [e.id for e in rows], collate(rows, pad_id)
+
+
+def shift(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Targets aligned with predictions: position t of the result is token t+1 of the input."""
+    labels = batch["labels"][:, 1:]  # (B, T)
+    mask = (labels != -100).float()  # (B, T)
+    spans = batch["span_labels"][:, 1:].float() * mask  # (B, T)
+    return labels, mask, spans
+
+
+def gather_logp(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(label) (B, T) in fp32 (bf16 log-probs are too coarse for saturation factors)."""
+    return token_logp(logits.float(), labels)[0]
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def warmup_decay(step: int, warmup: int, total: int, floor: float) -> float:
+    """Linear warm-up, then cosine decay to `floor` x the peak learning rate."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# --------------------------------------------------------------------------------------------
+# Fine-tuning: the full and retain models memorise the benchmark
+
+
+def finetune(
+    model: torch.nn.Module,
+    tokenizer,
+    items: Sequence[QAItem],
+    cfg: FinetuneConfig,
+    *,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> dict[str, float]:
+    """Answer-only NLL, AdamW, warm-up + cosine, clipping, dynamic padding (ENVIRONMENT.md)."""
+    seed_everything(cfg.seed)
+    device = next(model.parameters()).device
+    encoded = encode_items(tokenizer, items)
+    steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_decay(s, cfg.warmup_steps, total, cfg.min_lr_ratio)
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    stream = batches(encoded, cfg.batch_size, tokenizer.pad_token_id, gen)
+    model.train()
+    start, loss_value = time.perf_counter(), float("nan")
+    for step in range(total):
+        batch = to_device(next(stream)[1], device)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels, mask, _ = shift(batch)
+        loss = -masked_mean(gather_logp(logits[:, :-1], labels), mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        sched.step()
+        loss_value = loss.item()
+        if progress is not None:
+            progress(step + 1, total, loss_value)
+    model.eval()
+    return {"final_loss": loss_value, "steps": total, "seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def answer_stats(
+    model: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int = 64
+) -> dict[str, float]:
+    """Teacher-forced answer NLL, probability exp(-NLL) and token accuracy, pooled over tokens."""
+    device = next(model.parameters()).device
+    nll_sum = correct = count = prob_sum = 0.0
+    for i in range(0, len(encoded), batch_size):
+        batch = to_device(collate(list(encoded[i : i + batch_size]), pad_id), device)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels, mask, _ = shift(batch)
+        logp = gather_logp(logits[:, :-1], labels)  # (B, T)
+        nll_sum += -(logp * mask).sum().item()
+        correct += ((logits[:, :-1].argmax(-1) == labels).float() * mask).sum().item()
+        count += mask.sum().item()
+        seq_nll = -(logp * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B,)
+        prob_sum += torch.exp(-seq_nll).sum().item()
+    return {"nll": nll_sum / count, "acc": correct / count, "prob": prob_sum / len(encoded)}
+
+
+# --------------------------------------------------------------------------------------------
+# Unlearning
+
+
+def split_hparams(spec: MethodSpec, overrides: dict[str, Any]) -> tuple[dict, ScorerConfig | None]:
+    """Method hyperparameters and, for scorer methods, the scorer's (one `--set` namespace)."""
+    if "scorer" not in spec.needs:
+        return resolve_hparams(spec.name, overrides), None
+    scorer_fields = ScorerConfig.__dataclass_fields__
+    scorer_over = {k: v for k, v in overrides.items() if k in scorer_fields}
+    method_over = {k: v for k, v in overrides.items() if k not in scorer_fields}
+    try:
+        hparams = resolve_hparams(spec.name, method_over)
+    except ValueError as err:
+        raise ValueError(f"{err}; scorer settings: {', '.join(scorer_fields)}") from None
+    return hparams, ScorerConfig.from_overrides(scorer_over)
+
+
+class Forward:
+    """Runs the forward passes a method needs and packs them into a `ForgetBatch`."""
+
+    def __init__(self, spec, hparams, model, ref_model, scorer, tokenizer, max_length):
+        self.spec, self.hparams = spec, hparams
+        self.model, self.ref, self.scorer = model, ref_model, scorer
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.needs = spec.needs
+        # RMU reads one intermediate layer; ATWU reads the last (METHOD.md §1, "Scorer").
+        self.layer = hparams.get("layer", -1)
+        self.want_hidden = bool(self.needs & {"hidden", "scorer"})
+
+    def __call__(
+        self, batch: dict[str, torch.Tensor], idk: dict[str, torch.Tensor] | None = None
+    ) -> tuple[ForgetBatch, torch.Tensor | None]:
+        """Returns the ForgetBatch and the detached last-layer hidden states (B, T, D)."""
+        out = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=self.want_hidden,
+        )
+        labels, mask, spans = shift(batch)
+        fb = ForgetBatch(logp=gather_logp(out.logits[:, :-1], labels), mask=mask, labels=labels)
+        last_hidden = None
+        if self.want_hidden:
+            # hidden of the target token's own position: input position t+1 holds y_t
+            last_hidden = out.hidden_states[-1][:, 1:].detach().float()  # (B, T, D)
+        if "hidden" in self.needs:
+            fb.hidden = out.hidden_states[self.layer][:, 1:]
+        if "logits" in self.needs:
+            fb.logits = out.logits[:, :-1]
+        if "scorer" in self.needs:
+            with torch.no_grad():
+                fb.scorer_weights = self.scorer(last_hidden)  # (B, T)
+        if "span_mask" in self.needs:
+            fb.span_mask = spans
+        if self.ref is not None and self.needs & {"ref_logp", "ref_logits", "ref_hidden"}:
+            with torch.no_grad():
+                ref_out = self.ref(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    output_hidden_states="ref_hidden" in self.needs,
+                )
+            fb.ref_logp = gather_logp(ref_out.logits[:, :-1], labels)
+            if "ref_logits" in self.needs:
+                fb.ref_logits = ref_out.logits[:, :-1].float()
+            if "ref_hidden" in self.needs:
+                fb.ref_hidden = ref_out.hidden_states[self.layer][:, 1:]
+        if "alt" in self.needs and idk is not None:
+            alt_labels, alt_mask, _ = shift(idk)
+            alt_logits = self.model(
+                input_ids=idk["input_ids"], attention_mask=idk["attention_mask"]
+            ).logits
+            fb.alt_logp = gather_logp(alt_logits[:, :-1], alt_labels)
+            fb.alt_mask = alt_mask
+            with torch.no_grad():
+                ref_alt = self.ref(input_ids=idk["input_ids"], attention_mask=idk["attention_mask"])
+            fb.alt_ref_logp = gather_logp(ref_alt.logits[:, :-1], alt_labels)
+        return fb, last_hidden
+
+
+def retain_loss(
+    kind: str,
+    model: torch.nn.Module,
+    ref: torch.nn.Module | None,
+    batch: dict[str, torch.Tensor],
+    layer: int,
+) -> torch.Tensor:
+    """L_r on a retain batch: answer NLL, KL(ref || θ) per token, or RMU's hidden-state match."""
+    labels, mask, _ = shift(batch)
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        output_hidden_states=kind == "rmu",
+    )
+    if kind == "nll":
+        return -masked_mean(gather_logp(out.logits[:, :-1], labels), mask)
+    with torch.no_grad():
+        ref_out = ref(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=kind == "rmu",
+        )
+    if kind == "rmu":
+        return rmu_retain_loss(
+            out.hidden_states[layer][:, 1:], ref_out.hidden_states[layer][:, 1:], mask
+        )
+    logq = torch.log_softmax(out.logits[:, :-1].float(), -1)  # (B, T, V)
+    logp_ref = torch.log_softmax(ref_out.logits[:, :-1].float(), -1)
+    kl = F.kl_div(logq, logp_ref, log_target=True, reduction="none").sum(-1)  # (B, T)
+    return masked_mean(kl, mask)
+
+
+def load_data(data: str) -> Benchmark:
+    """`path/to/benchmark` (our format) or `tofu:<forget split>[@<folder or hf:id>]`."""
+    if data.startswith("tofu:"):
+        from atwu_core.data.tofu import load_tofu
+
+        split, _, source = data[len("tofu:") :].partition("@")
+        return load_tofu(source or "hf:locuslab/TOFU", forget=split)
+    from atwu_core.data.schema import load_benchmark
+
+    return load_benchmark(data)
+
+
+def pick_probe(items: Sequence[QAItem], n: int) -> list[QAItem]:
+    """Evenly spaced forget rows, so every forget author and question type shows up."""
+    n = min(n, len(items))
+    return [items[round(i * (len(items) - 1) / max(1, n - 1))] for i in range(n)]
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "atwu_core": atwu_core.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def unlearn(
+    config: UnlearnConfig,
+    *,
+    runs_dir: str | Path = "runs",
+    callback: Callback | None = None,
+    run_id: str | None = None,
+    evaluate: bool = False,
+) -> Path:
+    """Run one unlearning method and return its run folder.
+
+    `callback(event)` gets `{"step", "total_steps", "metrics"}` after every step; returning
+    False cancels the run (status `interrupted`, everything so far kept).
+    """
+    spec = get_method(config.method)
+    hparams, scorer_cfg = split_hparams(spec, config.hparams)
+    seed_everything(config.seed)
+    model, tokenizer = load_model(
+        config.model,
+        device=config.device,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+    )
+    device = pick_device(config.device)
+    bench = load_data(config.data)
+    retain_kind = spec.retain if config.retain_loss == "default" else config.retain_loss
+    # The reference model doubles memory: build it only for methods that read it.
+    needs_ref = spec.needs_reference or retain_kind in ("kl", "rmu")
+    ref = copy.deepcopy(model).eval().requires_grad_(False) if needs_ref else None
+    max_len = getattr(model.config, "max_position_embeddings", None)
+    forget = encode_items(tokenizer, bench.forget, max_len)
+    retain = encode_items(tokenizer, bench.retain, max_len)
+    probe_items = pick_probe(bench.forget, config.probe_examples)
+    probe = encode_items(tokenizer, probe_items, max_len)
+    # A fixed retain subset (as large as the forget set) tracks utility during training.
+    retain_watch = retain[:: max(1, len(retain) // max(1, len(forget)))][: len(forget)]
+    pad = tokenizer.pad_token_id
+    idk_items = None
+    if "alt" in spec.needs:
+        idk_items = {
+            e.id: encode_example(tokenizer, it.question, IDK_ANSWERS[i % len(IDK_ANSWERS)], id=e.id)
+            for i, (it, e) in enumerate(zip(bench.forget, forget, strict=True))
+        }
+
+    steps_per_epoch = math.ceil(len(forget) / config.batch_size)
+    total = config.epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+
+    scorer = trainer = None
+    if scorer_cfg is not None:
+        scorer = TokenScorer(model.config.hidden_size).to(device)
+        trainer = ScorerTrainer(scorer, scorer_cfg, total_steps=total)
+    forward = Forward(spec, hparams, model, ref, scorer, tokenizer, max_len)
+
+    run_config = config.to_dict() | {"hparams": hparams}
+    if scorer_cfg is not None:
+        run_config["scorer"] = vars(scorer_cfg)
+    run_config["retain_loss"] = retain_kind
+    writer = RunWriter.create(
+        runs_dir,
+        method=spec.name,
+        config=run_config,
+        environment=environment(device),
+        total_steps=total,
+        run_id=run_id,
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_decay(s, config.warmup_steps, total, 0.1)
+    )
+    gen = torch.Generator().manual_seed(config.seed)
+    forget_stream = batches(forget, config.batch_size, pad, gen)
+    retain_stream = batches(retain, config.batch_size, pad, gen)
+
+    snapshots: list[dict[str, Any]] = []
+    nll_before: dict[tuple[str, int], float] = {}
+    conflict = probe_conflict(model, probe, retain_watch, pad, config) if config.conflict else {}
+
+    def snapshot(step: int) -> dict[str, float]:
+        """Record the method's per-token weights on the probe set, and forget/retain stats."""
+        model.eval()
+        with torch.no_grad():
+            batch = to_device(collate(probe, pad), device)
+            idk = _idk_batch(idk_items, [e.id for e in probe], pad, device)
+            fb, _ = forward(batch, idk)
+            weights = spec.fn(fb, **hparams).token_weights.float()  # (B, T)
+        rows = _token_rows(step, probe, fb, weights, nll_before, conflict, tokenizer)
+        snapshots.extend(rows)
+        writer.write_token_weights(pd.DataFrame(snapshots))
+        stats = {f"forget/{k}": v for k, v in answer_stats(model, forget, pad).items()}
+        stats |= {f"retain/{k}": v for k, v in answer_stats(model, retain_watch, pad).items()}
+        stats |= _alignment(rows)
+        model.train()
+        return stats
+
+    start = time.perf_counter()
+    step = 0
+    try:
+        writer.log({"step": 0, "time_s": 0.0, **snapshot(0)})
+        model.train()
+        for step in range(1, total + 1):
+            forget_ids, fbatch = next(forget_stream)
+            fbatch = to_device(fbatch, device)
+            rbatch = to_device(next(retain_stream)[1], device)
+            idk = _idk_batch(idk_items, forget_ids, pad, device)
+            fb, last_hidden = forward(fbatch, idk)
+            out = spec.fn(fb, **hparams)
+            l_forget = out.loss
+            if retain_kind == "none" or config.alpha == 0:
+                l_retain = torch.zeros((), device=device)
+            else:
+                l_retain = retain_loss(retain_kind, model, ref, rbatch, forward.layer)
+            loss = config.gamma * l_forget + config.alpha * l_retain
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite loss at step {step}: forget={l_forget.item()}, "
+                    f"retain={l_retain.item()}; try a lower lr (now {config.lr})"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            opt.step()
+            sched.step()
+
+            metrics: dict[str, Any] = {
+                "step": step,
+                "epoch": (step - 1) // steps_per_epoch + 1,
+                "time_s": time.perf_counter() - start,
+                "lr": sched.get_last_lr()[0],
+                "loss/total": loss.item(),
+                "loss/forget": l_forget.item(),
+                "loss/retain": l_retain.item(),
+                "grad_norm": float(grad_norm),
+                "batch/forget_nll": -masked_mean(fb.logp.detach(), fb.mask).item(),
+                "weights/mean": masked_mean(out.token_weights.float(), fb.mask).item(),
+                "weights/frac_above_half": masked_mean(
+                    (out.token_weights > 0.5).float(), fb.mask
+                ).item(),
+            }
+            metrics |= {f"method/{k}": v for k, v in out.parts.items()}
+            if trainer is not None:
+                # Scorer step on this batch's cached ℓ_t and h_t, model frozen (METHOD.md §1).
+                nll = -fb.logp.detach().float()
+                scorer_parts = trainer.maybe_step(step, last_hidden, nll, fb.mask)
+                if scorer_parts:
+                    metrics |= {f"scorer/{k}": v for k, v in scorer_parts.items()}
+            if step % config.snapshot_every == 0 or step == total:
+                metrics |= snapshot(step)
+            writer.log(metrics)
+            writer.update(steps_done=step)
+            if (
+                callback is not None
+                and callback({"step": step, "total_steps": total, "metrics": metrics}) is False
+            ):
+                raise RunCancelled(f"cancelled by the caller at step {step}")
+    except (KeyboardInterrupt, RunCancelled) as err:
+        writer.finish("interrupted", reason=str(err) or "interrupted (Ctrl-C)", failed_step=step)
+        return writer.path
+    except Exception as err:
+        writer.finish("failed", reason=f"{type(err).__name__}: {err}", failed_step=step)
+        raise
+
+    if scorer is not None:
+        save_scorer(writer.path_for("scorer.safetensors"), scorer)
+    if config.save_model:
+        from atwu_core.model import save_model
+
+        save_model(model, tokenizer, writer.path_for("model"))
+    if evaluate:
+        from atwu_core.experiment import evaluate_run
+
+        writer.write_eval(evaluate_run(model, tokenizer, bench, config))
+    writer.finish("finished")
+    return writer.path
+
+
+def _idk_batch(idk_items, ids, pad, device):
+    """The "I don't know" answers paired with these forget rows (IdkDPO's preferred answers)."""
+    if idk_items is None:
+        return None
+    return to_device(collate([idk_items[k] for k in ids], pad), device)
+
+
+def probe_conflict(model, probe, retain_watch, pad, config) -> dict[tuple[str, int], float]:
+    """Retain conflict cos(∇θ ℓ_t, ∇θ L_r) of each probe answer token on the starting model.
+
+    It depends only on the starting model and the probe/retain rows, not on the method, so it is
+    cached by content hash next to the reference evaluations (a few seconds saved per run).
+    """
+    from atwu_core.conflict import retain_conflict
+    from atwu_core.experiment import cached_value
+
+    def compute() -> dict[str, Any]:
+        device = next(model.parameters()).device
+        fbatch = to_device(collate(probe, pad), device)
+        rbatch = to_device(collate(list(retain_watch), pad), device)
+        cos = retain_conflict(model, fbatch, rbatch).cpu()  # (B, L) aligned with labels
+        return {
+            f"{enc.id}\t{pos}": cos[b, enc.answer_start + pos].item()
+            for b, enc in enumerate(probe)
+            for pos in range(len(enc.input_ids) - enc.answer_start)
+        }
+
+    settings = {"conflict": [e.id for e in probe], "retain": [e.id for e in retain_watch]}
+    values = cached_value(config.model, config.data, settings, compute)
+    return {(k.split("\t")[0], int(k.split("\t")[1])): v for k, v in values.items()}
+
+
+def _token_rows(step, probe, fb, weights, nll_before, conflict, tokenizer) -> list[dict[str, Any]]:
+    """Tidy rows (FORMATS.md, token_weights.parquet) for the answer tokens of each probe row."""
+    nll = (-fb.logp).float().cpu()
+    rows = []
+    for b, enc in enumerate(probe):
+        answer_ids = enc.input_ids[enc.answer_start :]
+        # target index t in the shifted frame holds input position t+1
+        first = enc.answer_start - 1
+        for pos, tok_id in enumerate(answer_ids):
+            t = first + pos
+            key = (enc.id, pos)
+            value = nll[b, t].item()
+            nll_before.setdefault(key, value)
+            start, end = enc.answer_offsets[pos]
+            rows.append(
+                {
+                    "step": step,
+                    "example_id": enc.id,
+                    "position": pos,
+                    "token": tokenizer.decode([tok_id]),
+                    "char_start": start,
+                    "char_end": end,
+                    "weight": weights[b, t].item(),
+                    "nll": value,
+                    "nll_before": nll_before[key],
+                    "in_span": bool(enc.in_span[pos]),
+                    "in_loss": bool(fb.mask[b, t].item()),
+                    "conflict": conflict.get(key),
+                }
+            )
+    return rows
+
+
+def _alignment(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Pooled span AUROC / AP of this snapshot's weights (METHOD.md §4)."""
+    from atwu_core.metrics import span_alignment
+
+    scored = [r for r in rows if r["in_loss"]]
+    labels = [r["in_span"] for r in scored]
+    if all(labels) or not any(labels):
+        return {}  # alignment is undefined without both classes
+    result = span_alignment(
+        [r["weight"] for r in scored], labels, [r["example_id"] for r in scored]
+    )
+    return {f"align/{k}": v for k, v in result["pooled"].items() if v is not None}
+
+
+__all__ = ["REGISTRY", "finetune", "unlearn"]
