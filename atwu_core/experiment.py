@@ -21,7 +21,7 @@ def cache_dir() -> Path:
 
 
 def retain_model_for(config: UnlearnConfig) -> str | None:
-    """The forget-quality reference: `config.retain_model`, else a `retain` folder beside the model."""
+    """Forget-quality reference: `config.retain_model`, else a `retain` folder beside the model."""
     if config.retain_model:
         return config.retain_model
     sibling = Path(config.model).parent / "retain"

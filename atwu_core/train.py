@@ -1,4 +1,4 @@
-"""Training loops, read top to bottom: `finetune` (memorise a benchmark) and `unlearn` (forget part).
+"""Training loops, top to bottom: `finetune` (memorise a benchmark), `unlearn` (forget part of it).
 
 `unlearn` does every forward pass once per step (model, reference model if the method needs one,
 the ATWU scorer if it has one), hands the method the per-token tensors it declared, adds the retain

@@ -2,8 +2,9 @@
 
 Opens the token view, switches every tab, launches a 3-step run from the page and sees it finish
 and appear in the curves. Screenshots go to artifacts/ (gitignored) for a human to look at.
-The launch uses the real CLI when the sample models exist (sample_data/models/full), otherwise
-the stand-in CLI of tests/fake_runs.py, so the page path is always exercised.
+The launch uses the real CLI when a prepared model exists (`$ATWU_MODEL_DIR`, default
+sample_data/models/full, with its benchmark two folders up), otherwise the stand-in CLI of
+tests/fake_runs.py, so the page path is always exercised.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from fake_runs import write_fake_benchmark, write_fake_runs
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts"
-SAMPLE_MODEL = REPO / "sample_data" / "models" / "full"
+MODEL = Path(os.environ.get("ATWU_MODEL_DIR", REPO / "sample_data" / "models" / "full"))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -59,12 +60,13 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     write_fake_runs(root / "runs")
     bench = write_fake_benchmark(root / "bench")
-    real_cli = SAMPLE_MODEL.is_dir()
+    real_cli = MODEL.is_dir() and (MODEL.parent.parent / "benchmark").is_dir()
     env = {
         **os.environ,
         "ATWU_RUNS_DIRS": str(root / "runs"),
         "ATWU_NEW_RUNS_DIR": str(root / "new"),
-        "ATWU_BENCHMARK_DIR": str(REPO / "sample_data" / "benchmark") if real_cli else str(bench),
+        "ATWU_BENCHMARK_DIR": str(MODEL.parent.parent / "benchmark" if real_cli else bench),
+        "ATWU_MODEL_DIR": str(MODEL if real_cli else bench),  # the stand-in loads no model
     }
     if not real_cli:
         env.update(ATWU_CLI_MODULE="fake_runs", PYTHONPATH=str(Path(__file__).parent))
@@ -168,7 +170,7 @@ def test_launch_a_short_run_and_see_it_in_the_curves(server, page):
     page.get_by_label("Max steps").press("Enter")
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Start").click()
-    page.get_by_text("finished. It is listed in the sidebar").wait_for(timeout=240_000)
+    page.get_by_text("finished. It is listed in the sidebar").wait_for(timeout=300_000)
     shot(page, "03_run_finished")
     new = [p for p in (root / "new").iterdir() if (p / "run.json").exists()]
     assert len(new) == 1, f"expected one new run folder, found {new}"

@@ -1,4 +1,4 @@
-"""The fine-tuning and unlearning loops on a tiny model: every registered method, failures, cancels."""
+"""Fine-tuning and unlearning loops on a tiny model: every method, failures, cancels."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_runs_are_reproducible_for_a_seed(tiny_lab, tmp_path):
 
 
 def test_unknown_method_and_hparam_list_the_allowed_names(tiny_lab, tmp_path):
-    with pytest.raises(ValueError, match="available: .*grad_diff"):
+    with pytest.raises(ValueError, match=r"available: .*grad_diff"):
         unlearn(config(tiny_lab, "grad_dif"), runs_dir=tmp_path)
     with pytest.raises(ValueError, match=r"allowed: beta=5\.0"):
         unlearn(config(tiny_lab, "atwu", hparams={"betta": 1}), runs_dir=tmp_path)
