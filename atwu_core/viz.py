@@ -130,6 +130,25 @@ def example_tokens(token_weights: pd.DataFrame, example_id: str, step: int) -> p
     return at.merge(first, on="position", how="left")
 
 
+def tokens_match_text(tokens_df: pd.DataFrame, text: str, min_share: float = 0.9) -> bool:
+    """Whether the tokens' character offsets point at their own text inside `text`.
+
+    Guards against showing a benchmark row next to tokens of a different answer (a runs folder
+    paired with another benchmark that reuses the ids). A token matches when `text[start:end]`
+    occurs in its decoded text (offsets may or may not cover a BPE token's leading space);
+    tokens with empty offsets (end-of-answer markers) are ignored, and `min_share` tolerates
+    byte-level tokens that split a character.
+    """
+    rows = tokens_df[tokens_df["char_end"] > tokens_df["char_start"]]
+    if rows.empty:
+        return False
+    hits = [
+        0 <= int(a) < int(b) <= len(text) and text[int(a) : int(b)] in clean_token(tok)
+        for tok, a, b in zip(rows["token"], rows["char_start"], rows["char_end"], strict=True)
+    ]
+    return sum(hits) / len(hits) >= min_share
+
+
 def token_legend_html(*, vmin: float = 0.0, vmax: float = 1.0, weight_label: str = "weight") -> str:
     """A colour bar for the weight and a sample of the ground-truth span outline."""
     stops = ", ".join(pcolors.sample_colorscale(COLORSCALE, [i / 8 for i in range(9)]))
@@ -534,6 +553,7 @@ def training_curves(
         xaxis_title=x,
         yaxis_title=metric,
         yaxis_type="log" if metric in PVALUE_METRICS else "linear",
+        yaxis_dtick=1 if metric in PVALUE_METRICS else None,
         height=400,
         legend={"orientation": "h", "y": -0.2},
     )
@@ -617,6 +637,9 @@ def tradeoff_scatter(
         yaxis_title=y + (" (log scale)" if y in PVALUE_METRICS else ""),
         xaxis_type="log" if x in PVALUE_METRICS else "linear",
         yaxis_type="log" if y in PVALUE_METRICS else "linear",
+        # one tick per decade on log axes: the default labels every 2..9 and turns to clutter
+        xaxis_dtick=1 if x in PVALUE_METRICS else None,
+        yaxis_dtick=1 if y in PVALUE_METRICS else None,
         height=450,
     )
     return fig

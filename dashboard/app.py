@@ -245,14 +245,15 @@ def token_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
     if run.method in teaching.METHODS:
         st.caption(f"**{run.method}**: {teaching.METHODS[run.method]}")
     tw = run.token_weights
-    examples = list(dict.fromkeys(tw.sort_values(["example_id"])["example_id"]))
+    examples = sorted(tw["example_id"].unique())
+    questions = _questions(tw, bench)
     if st.session_state.get("tv_example") not in examples:
         st.session_state["tv_example"] = examples[0]
     example = st.selectbox(
         "Example",
         examples,
         key="tv_example",
-        format_func=lambda e: f"{e}: {bench.get(e, {}).get('question', '')}".rstrip(": "),
+        format_func=lambda e: f"{e}: {questions[e]}" if e in questions else e,
     )
     steps = sorted(int(s) for s in tw.loc[tw["example_id"] == example, "step"].unique())
     if st.session_state.get("tv_step") not in steps:
@@ -267,9 +268,10 @@ def token_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
     else:
         step = steps[0]
         st.caption(f"One snapshot only, at step {step}.")
-    if example in bench:
-        st.html(f"<b>Question:</b> {html.escape(str(bench[example].get('question', '')))}")
-    body = viz.token_html(viz.example_tokens(tw, example, step))
+    if example in questions:
+        st.html(f"<b>Question:</b> {html.escape(questions[example])}")
+    frame = viz.example_tokens(tw, example, step)
+    body = viz.token_html(frame)
     st.html(body)
 
     st.subheader("All probe examples at this step")
@@ -290,8 +292,7 @@ def token_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
         rtw = with_tw[k].token_weights
         last = int(rtw.loc[rtw["example_id"] == example, "step"].max())
         frames[f"{with_tw[k].method} · {k} (step {last})"] = viz.example_tokens(rtw, example, last)
-    gt = viz.example_tokens(tw, example, step)
-    frames["ground truth (spans)"] = gt.assign(weight=gt["in_span"].astype(float))
+    frames["ground truth (spans)"] = frame.assign(weight=frame["in_span"].astype(float))
     side = viz.side_by_side(frames)
     st.html(side)
     page = viz.standalone_html(
@@ -304,6 +305,16 @@ def token_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
         mime="text/html",
         key="tv_download",
     )
+
+
+def _questions(tw: pd.DataFrame, bench: dict[str, dict]) -> dict[str, str]:
+    """Benchmark questions of the probe examples whose answer really is the tokens' text."""
+    first = tw[tw["step"] == tw["step"].min()]
+    return {
+        str(e): str(bench[e].get("question", ""))
+        for e, rows in first.groupby("example_id")
+        if e in bench and viz.tokens_match_text(rows, str(bench[e].get("answer", "")))
+    }
 
 
 def probe_view(loaded: dict[str, runs.Run]) -> None:
@@ -612,7 +623,7 @@ def _job_monitor() -> None:
         return
     code = job.returncode()
     run_path = job.find_run()
-    st.code(" ".join(job.cmd), language="bash")
+    st.code(" ".join(job.cmd), language="bash", wrap_lines=True)
     if run_path is not None:
         try:
             info = runs.read_info(run_path)

@@ -150,7 +150,7 @@ def test_token_view_renders_coloured_tokens(server, page):
     [
         ("Alignment", ".js-plotly-plot"),
         ("Curves & trade-offs", ".js-plotly-plot"),
-        ("Generations", "mark"),
+        ("Generations", "text=True answer"),
         ("Data", "mark"),
         ("Probe your own text", "textarea"),
     ],

@@ -125,9 +125,21 @@ def test_opens_on_the_token_view_of_the_atwu_run(lab):
     tokens_html = html_with(at, "atwu-tokens")
     assert backgrounds(tokens_html) == expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 20)
     assert "Where was Elena Marquez born?" in html_with(at, "Question:")
+    example = at.selectbox(key="tv_example")
+    assert example.format_func("a001-q00") == "a001-q00: Where was Elena Marquez born?"
     assert sorted(at.multiselect(key="selected_runs").value) == sorted(
         str(lab.runs / f"fake-{m}-s0") for m in METHODS
     )
+
+
+def test_question_hidden_when_the_benchmark_has_another_answer_for_the_id(lab):
+    rows = [json.loads(line) for line in (lab.bench / "forget.jsonl").read_text().splitlines()]
+    rows[0]["answer"] = "Somebody else entirely was born in Oslo."
+    (lab.bench / "forget.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    at = open_app()
+    assert not [h for h in at.html if "Question:" in h.value]
+    assert at.selectbox(key="tv_example").format_func("a001-q00") == "a001-q00"
+    assert "a001-q01: What did" in at.selectbox(key="tv_example").format_func("a001-q01")
 
 
 def test_step_slider_replays_the_weights(lab):

@@ -134,6 +134,19 @@ def test_example_tokens_adds_nll_before_from_the_first_snapshot():
         viz.example_tokens(df, "nope", 0)
 
 
+def test_tokens_match_text_checks_offsets_against_the_answer():
+    answer = "Tom was born"
+    # offsets without the leading space (real BPE) and with it (the fake tokenizer) both match
+    df = tokens(["Tom", " was", " born", "<|end|>"], [0.5] * 4)
+    df["char_start"], df["char_end"] = [0, 4, 8, 12], [3, 7, 12, 12]
+    assert viz.tokens_match_text(df, answer)
+    df["char_start"], df["char_end"] = [0, 3, 7, 12], [3, 7, 12, 12]
+    assert viz.tokens_match_text(df, answer)
+    assert not viz.tokens_match_text(df, "Ann was born")  # same ids, another benchmark
+    assert not viz.tokens_match_text(df, "Tom")  # offsets past the end
+    assert viz.tokens_match_text(df, "Tim was born", min_share=0.6)  # 2 of 3 tokens match
+
+
 def test_side_by_side_has_one_legend_and_escaped_labels():
     df = tokens(["a", "b"], [0.0, 1.0], in_span=[False, True])
     out = viz.side_by_side({"atwu <1>": df, "wga": df})
