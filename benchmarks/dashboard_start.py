@@ -100,11 +100,21 @@ def browser_start(env: dict[str, str]) -> dict:
             page.goto(url)
             page.wait_for_selector(".atwu-tok", timeout=60_000)
             t3 = time.perf_counter()
+            # A second session: imports and caches are warm, the browser has the JS cached.
+            page.goto("about:blank")
+            t4 = time.perf_counter()
+            page.goto(url)
+            page.wait_for_selector(".atwu-tok", timeout=60_000)
+            t5 = time.perf_counter()
             browser.close()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    return {"server_start_s": t1 - t0, "page_to_first_token_s": t3 - t2}
+    return {
+        "server_start_s": t1 - t0,
+        "page_to_first_token_s": t3 - t2,
+        "second_page_to_first_token_s": t5 - t4,
+    }
 
 
 def main() -> int:
@@ -156,7 +166,8 @@ def main() -> int:
         b = browser_start(env)
         print(
             f"browser: server start {b['server_start_s']:.2f} s, page load to first coloured "
-            f"token {b['page_to_first_token_s']:.2f} s"
+            f"token {b['page_to_first_token_s']:.2f} s (a second session, everything warm: "
+            f"{b['second_page_to_first_token_s']:.2f} s)"
         )
     if failed:
         print("FAILED: torch/transformers imported, an exception, or no token view:", results)
