@@ -369,13 +369,15 @@ def _with_conflict(df: pd.DataFrame, tw: pd.DataFrame | None, answer: str) -> pd
     """Add the run's recorded retain `conflict` when the answer is one of its probe examples."""
     if "conflict" in df.columns or tw is None or "conflict" not in tw.columns:
         return df
+    if not {"char_start", "char_end"} <= set(df.columns):
+        return df
     first = tw[tw["step"] == tw["step"].min()]
     for _, rows in first.groupby("example_id"):
-        rows = rows.sort_values("position")
-        if "".join(rows["token"]).strip() == answer.strip() and {"char_start", "char_end"} <= set(
-            df.columns
-        ):
-            keys = rows[["char_start", "char_end", "conflict"]]
+        # The same answer: its tokens point at their text and reach its last character.
+        if rows["char_end"].max() == len(answer) and viz.tokens_match_text(rows, answer):
+            keys = rows[["char_start", "char_end", "conflict"]].drop_duplicates(
+                ["char_start", "char_end"]
+            )
             return df.merge(keys, on=["char_start", "char_end"], how="left")
     return df
 
@@ -469,7 +471,15 @@ def generations_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> Non
     if not gens:
         st.info("None of the selected runs has generations in its eval.json.")
         return
-    ids = sorted({i for g in gens.values() for i in g})
+    # The evaluation generates for every split; forget questions are the interesting ones.
+    split_of = {i: str(item.get("split", "?")) for g in gens.values() for i, item in g.items()}
+    splits = sorted(set(split_of.values()), key=lambda s: (s != "forget", s))
+    if st.session_state.get("gen_split") not in splits:
+        st.session_state["gen_split"] = splits[0]
+    split = st.selectbox("Split", splits, key="gen_split") if len(splits) > 1 else splits[0]
+    ids = sorted(i for i, s in split_of.items() if s == split)
+    if st.session_state.get("gen_example") not in ids:
+        st.session_state["gen_example"] = ids[0]
     example = st.selectbox("Example", ids, key="gen_example")
     item = next(g[example] for g in gens.values() if example in g)
     answer = str(item.get("answer", ""))

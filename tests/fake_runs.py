@@ -152,8 +152,21 @@ def write_fake_run(
                     "retain/prob": {"agg_value": 0.9, "value_by_index": {}},
                 },
                 "generations": {
-                    eid: {"question": q, "answer": a, "prediction": f"{method} says: I forgot."}
-                    for eid, q, a, _ in EXAMPLES
+                    **{
+                        eid: {
+                            "split": "forget",
+                            "question": q,
+                            "answer": a,
+                            "prediction": f"{method} says: I forgot.",
+                        }
+                        for eid, q, a, _ in EXAMPLES
+                    },
+                    "a009-q00": {
+                        "split": "retain",
+                        "question": "Who is Ida?",
+                        "answer": "Ida is a poet.",
+                        "prediction": "Ida is a poet.",
+                    },
                 },
             }
         )

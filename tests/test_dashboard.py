@@ -310,12 +310,17 @@ def test_unfinished_runs_stay_out_of_the_leaderboard(lab):
 
 def test_generations_show_escaped_answers_spans_and_predictions(lab):
     at = open_app("Generations")
+    assert at.selectbox(key="gen_split").options == ["forget", "retain"]
+    assert at.selectbox(key="gen_example").options == [e[0] for e in EXAMPLES]
     at.selectbox(key="gen_example").set_value("a002-q00").run()
     html = html_with(at, "True answer")
     assert "marine &lt;b&gt;biologist&lt;/b&gt;</mark>" in html
     for method in METHODS:
         assert f"{method} says: I forgot." in html
     assert "no run of the starting model" in html
+    at.selectbox(key="gen_split").set_value("retain").run()
+    assert at.selectbox(key="gen_example").value == "a009-q00"
+    assert "Ida is a poet." in html_with(at, "True answer")
 
 
 def test_data_view_browses_the_benchmark(lab):
