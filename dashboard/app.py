@@ -192,16 +192,18 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
         help="Every sub-folder holding a run.json is a run. New runs you launch go to "
         f"{new_runs_dir()}, which is always listed.",
     )
-    dirs = list(dict.fromkeys([d.strip() for d in text.splitlines() if d.strip()]))
-    dirs = list(dict.fromkeys([*dirs, str(new_runs_dir())]))
+    new_dir = str(new_runs_dir())
+    dirs = list(dict.fromkeys([*(d.strip() for d in text.splitlines() if d.strip()), new_dir]))
     if st.sidebar.button("Reload", key="reload", help="Re-read every run folder from disk"):
         st.cache_data.clear()
     table = _list_runs(tuple(dirs), _dirs_sig(tuple(dirs)))
     for d in dirs:
-        in_dir = table["path"].map(lambda p, d=d: Path(p).parent == Path(d))
-        if not Path(d).is_dir():
-            st.sidebar.info(f"Folder `{d}` does not exist (yet).")
-        elif not in_dir.any():
+        has_runs = table["path"].map(lambda p, d=d: Path(p).parent == Path(d)).any()
+        if d == new_dir and not has_runs:
+            st.sidebar.caption(f"Runs you launch go to `{d}` (none yet).")
+        elif not Path(d).is_dir():
+            st.sidebar.info(f"Folder `{d}` does not exist.")
+        elif not has_runs:
             st.sidebar.info(f"No runs in `{d}`.")
     ok = table[table["error"].isna()]
     labels = label_runs(ok)
@@ -286,7 +288,11 @@ def token_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
         for m in COMPARE_METHODS
         if any(with_tw[k].method == m for k in has_example) and with_tw[label].method != m
     ]
-    compare = st.multiselect("Runs to compare", has_example, default=default, key="tv_compare")
+    # A new run or example resets the comparison to its default; otherwise keep the user's pick.
+    if st.session_state.get("_tv_compare_for") != (label, example):
+        st.session_state["_tv_compare_for"] = (label, example)
+        st.session_state["tv_compare"] = default
+    compare = st.multiselect("Runs to compare", has_example, key="tv_compare")
     frames = {}
     for k in compare:
         rtw = with_tw[k].token_weights

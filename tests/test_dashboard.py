@@ -177,9 +177,13 @@ def test_run_switch_keeps_a_valid_example_and_step(lab):
     write_fake_run(lab.runs, "wga", run_id="short", total_steps=4, snapshot_every=2)
     at = open_app()
     at.select_slider(key="tv_step").set_value(10).run()
+    at.multiselect(key="tv_compare").set_value(["fake-atwu-s0"]).run()
+    side = html_with(at, "ground truth (spans)")
+    assert side.count('class="atwu-tokens"') == 2  # the one picked run + the ground truth
     at.selectbox(key="tv_run").set_value("short").run()
     assert not at.exception
     assert at.select_slider(key="tv_step").value == 4
+    assert at.multiselect(key="tv_compare").value[0] == "short"  # a new run: default comparison
     assert backgrounds(html_with(at, "atwu-tokens")) == expected_colors(
         lab.runs, "short", "a001-q00", 4
     )
@@ -371,7 +375,8 @@ def test_empty_and_missing_folders_are_explained(lab, monkeypatch, tmp_path):
     at = open_app()
     infos = [i.value for i in at.info]
     assert f"No runs in `{empty}`." in infos
-    assert f"Folder `{tmp_path / 'missing'}` does not exist (yet)." in infos
+    assert f"Folder `{tmp_path / 'missing'}` does not exist." in infos
+    assert f"Runs you launch go to `{lab.new}` (none yet)." in [c.value for c in at.caption]
     assert any(i.startswith("No runs found") for i in infos)
     assert any("has token weights yet" in i for i in infos)
     for view in ("Alignment", "Curves & trade-offs", "Generations"):
