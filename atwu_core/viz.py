@@ -519,11 +519,17 @@ def weight_distributions(
                 scalemode="width",
             )
         )
+    values = pd.concat([*inside, *outside], ignore_index=True)
+    # Weights live in [0, 1] for most methods (2·g for plug-ins): show that range at least, so a
+    # constant weight is not drawn on an axis plotly pads to [-0.5, 1.5].
+    lo = min(0.0, float(values.min())) if len(values) else 0.0
+    hi = max(1.0, float(values.max())) if len(values) else 1.0
     fig.update_layout(
         title="Weights inside vs outside the ground-truth spans",
         violinmode="overlay",
         xaxis_title="method / run",
         yaxis_title=weight_col,
+        yaxis_range=[lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo)],
         height=400,
     )
     return fig
