@@ -556,6 +556,7 @@ def training_curves(
         fig.add_trace(go.Scatter(x=rows[x], y=rows[metric], mode="lines", name=str(name)))
     fig.update_layout(
         title=f"{metric} during unlearning",
+        showlegend=True,  # name the run even when it is the only one
         xaxis_title=x,
         yaxis_title=metric,
         yaxis_type="log" if metric in PVALUE_METRICS else "linear",

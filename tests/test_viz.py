@@ -270,6 +270,7 @@ def test_training_curves_one_trace_per_run_with_nan_dropped():
     assert list(fig.data[0].x) == [1, 3] and list(fig.data[0].y) == [0.1, 0.3]
     assert fig.layout.yaxis.type == "linear"
     assert fig.layout.yaxis.title.text == "forget/nll"
+    assert viz.training_curves({"only": a}, "forget/nll").layout.showlegend  # named even alone
     assert (
         viz.training_curves(
             {"r": a.rename(columns={"forget/nll": "forget_quality"})}, "forget_quality"
