@@ -563,7 +563,8 @@ def leaderboard(runs: Iterable[Run]) -> pd.DataFrame:
     """One row per evaluated run: run_id, method, status, then every eval metric's agg_value.
 
     Columns are the metric names of eval.json (e.g. `forget_quality`, `model_utility`,
-    `forget/prob`), so the table compares directly with other TOFU tools.
+    `forget/prob`), so the table compares directly with other TOFU tools; `KEY_EVAL_METRICS`
+    come first, the others follow in name order.
     """
     rows = []
     for run in runs:
@@ -575,4 +576,10 @@ def leaderboard(runs: Iterable[Run]) -> pd.DataFrame:
             if value is not None:
                 row[metric] = value
         rows.append(row)
-    return pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame(columns=["run_id", "method", "status"])
+    df = pd.DataFrame(rows)
+    metrics = [c for c in df.columns if c not in ("run_id", "method", "status")]
+    first = [m for m in KEY_EVAL_METRICS if m in metrics]
+    rest = sorted(set(metrics) - set(first))
+    return df[["run_id", "method", "status", *first, *rest]]

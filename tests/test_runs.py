@@ -312,6 +312,10 @@ def test_leaderboard_has_one_row_per_evaluated_run(tmp_path):
     b = runs.load_run(write_fake_run(tmp_path, "wga", run_id="b", evaluate=False))
     board = runs.leaderboard([a, b])
     assert list(board["run_id"]) == ["a"]
+    assert list(board.columns) == [
+        "run_id", "method", "status", "forget_quality", "model_utility", "forget/prob",
+        "retain/prob",
+    ]  # fmt: skip
     assert board.loc[0, "forget/prob"] == 0.2
     expected = a.eval["metrics"]["forget_quality"]["agg_value"]
     assert math.isclose(board.loc[0, "forget_quality"], expected)
