@@ -260,8 +260,9 @@ def spans_html(text: str, spans: Sequence[Mapping[str, Any]]) -> str:
         out.append(html.escape(text[pos:start]))
         title = f' title="{html.escape(field)}"' if field else ""
         out.append(
-            f'<mark style="background:#cdeffa;outline:2px solid {SPAN_COLOR};border-radius:3px"'
-            f"{title}>{html.escape(text[start:end])}</mark>"
+            # the margin keeps the surrounding spaces visible next to the 2px outline
+            f'<mark style="background:#cdeffa;outline:2px solid {SPAN_COLOR};border-radius:3px;'
+            f'margin:0 3px;padding:0 1px"{title}>{html.escape(text[start:end])}</mark>'
         )
         pos = end
     out.append(html.escape(text[pos:]))
