@@ -277,7 +277,8 @@ def labelled_rows_html(rows: Sequence[tuple[str, str]]) -> str:
         out.append(
             '<div style="display:flex;gap:12px;align-items:baseline;margin:6px 0">'
             '<div style="min-width:11em;max-width:11em;font-weight:600;overflow-wrap:anywhere">'
-            f'{html.escape(str(label))}</div><div style="flex:1">{body}</div></div>'
+            f"{html.escape(str(label))}</div>"
+            f'<div style="flex:1;min-width:0;overflow-wrap:anywhere">{body}</div></div>'
         )
     return "".join(out)
 
