@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="benchmark folder, or tofu:<forget split>[@<folder|hf:locuslab/TOFU>]",
     )
     p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=8)

@@ -147,8 +147,12 @@ def _score(model, encoded: list, batch_size: int, pad_id: int, device) -> list[_
 
 
 @torch.no_grad()
-def _generate(model, tokenizer, questions: list[str], batch_size, max_new_tokens, pad_id, device):
+def generate_answers(
+    model, tokenizer, questions: list[str], batch_size: int = 32, max_new_tokens: int = 48
+) -> list[str]:
     """Greedy answers, decoded without special tokens and stripped, in the order of `questions`."""
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id
     prompts = [prompt_ids(tokenizer, q) for q in questions]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     eos = tokenizer.eos_token_id
@@ -238,9 +242,7 @@ def evaluate_model(
         scored = _score(model, encoded, batch_size, pad_id, device)
 
         questions = [item.question for s in splits for item in rows[s]]
-        predictions = _generate(
-            model, tokenizer, questions, batch_size, max_new_tokens, pad_id, device
-        )
+        predictions = generate_answers(model, tokenizer, questions, batch_size, max_new_tokens)
     finally:
         model.train(was_training)
 

@@ -151,20 +151,38 @@ def finetune(
 def answer_stats(
     model: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int = 64
 ) -> dict[str, float]:
-    """Teacher-forced answer NLL, probability exp(-NLL) and token accuracy, pooled over tokens."""
+    """Teacher-forced answer NLL, probability exp(-NLL) and token accuracy, pooled over tokens.
+
+    `span_acc` / `other_acc` split the accuracy into ground-truth forget-span tokens and the rest
+    (template words): a token-level method should drive the first down and leave the second.
+    """
     device = next(model.parameters()).device
-    nll_sum = correct = count = prob_sum = 0.0
+    sums = dict.fromkeys(("nll", "correct", "count", "prob", "span_ok", "span_n", "other_ok"), 0.0)
     for i in range(0, len(encoded), batch_size):
         batch = to_device(collate(list(encoded[i : i + batch_size]), pad_id), device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels, mask, _ = shift(batch)
+        labels, mask, spans = shift(batch)
         logp = gather_logp(logits[:, :-1], labels)  # (B, T)
-        nll_sum += -(logp * mask).sum().item()
-        correct += ((logits[:, :-1].argmax(-1) == labels).float() * mask).sum().item()
-        count += mask.sum().item()
+        correct = (logits[:, :-1].argmax(-1) == labels).float() * mask  # (B, T)
         seq_nll = -(logp * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B,)
-        prob_sum += torch.exp(-seq_nll).sum().item()
-    return {"nll": nll_sum / count, "acc": correct / count, "prob": prob_sum / len(encoded)}
+        sums["nll"] += -(logp * mask).sum().item()
+        sums["correct"] += correct.sum().item()
+        sums["count"] += mask.sum().item()
+        sums["prob"] += torch.exp(-seq_nll).sum().item()
+        sums["span_ok"] += (correct * spans).sum().item()
+        sums["span_n"] += spans.sum().item()
+        sums["other_ok"] += (correct * (1 - spans)).sum().item()
+    n, n_span = sums["count"], sums["span_n"]
+    stats = {
+        "nll": sums["nll"] / n,
+        "acc": sums["correct"] / n,
+        "prob": sums["prob"] / len(encoded),
+    }
+    if n_span > 0:
+        stats["span_acc"] = sums["span_ok"] / n_span
+    if n - n_span > 0:
+        stats["other_acc"] = sums["other_ok"] / (n - n_span)
+    return stats
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,7 +495,14 @@ def unlearn(
     if evaluate:
         from atwu_core.experiment import evaluate_run
 
-        writer.write_eval(evaluate_run(model, tokenizer, bench, config))
+        result = evaluate_run(model, tokenizer, bench, config)
+        final = [r for r in snapshots if r["step"] == step and r["in_loss"]]
+        result["metrics"] |= _span_metrics(final)
+        result["metrics"]["run/seconds"] = {
+            "agg_value": time.perf_counter() - start,
+            "value_by_index": {},
+        }
+        writer.write_eval(result)
     writer.finish("finished")
     return writer.path
 
@@ -545,6 +570,23 @@ def _token_rows(step, probe, fb, weights, nll_before, conflict, tokenizer) -> li
                 }
             )
     return rows
+
+
+def _span_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Final-snapshot span alignment as eval.json entries `span/<metric>` (METHOD.md §4)."""
+    from atwu_core.metrics import span_alignment
+
+    labels = [r["in_span"] for r in rows]
+    if all(labels) or not any(labels):
+        return {}
+    result = span_alignment([r["weight"] for r in rows], labels, [r["example_id"] for r in rows])
+    out = {}
+    for name, pooled in result["pooled"].items():
+        if pooled is None:
+            continue
+        per = result["per_example"].get(name) or {"value_by_index": {}}
+        out[f"span/{name}"] = {"agg_value": pooled, "value_by_index": per["value_by_index"]}
+    return out
 
 
 def _alignment(rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -1,0 +1,122 @@
+"""`atwu compare`: many methods x seeds (x one swept hyperparameter), evaluated, on one leaderboard.
+
+Writes every run folder plus `leaderboard.csv` (one row per run) and `leaderboard.md` (mean ± std
+over seeds per method and swept value) into the runs folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from atwu_core.config import UnlearnConfig
+
+# The columns a reader of the leaderboard wants first, in this order (FORMATS.md metric names).
+LEADERBOARD_COLUMNS = (
+    "forget_quality",
+    "model_utility",
+    "forget/rouge",
+    "retain/rouge",
+    "forget/prob",
+    "retain/prob",
+    "span/auroc",
+    "span/ap",
+    "privacy/mink_auc",
+    "run/seconds",
+)
+
+
+def plan(
+    methods: Sequence[str], seeds: Sequence[int], sweep: tuple[str, list[str]] | None
+) -> list[tuple[str, int, dict[str, str]]]:
+    """Every (method, seed, hparam override) to run, in a stable order."""
+    values: list[dict[str, str]] = [{}]
+    if sweep is not None:
+        name, vals = sweep
+        values = [{name: v} for v in vals]
+    return [(m, s, v) for m, v, s in itertools.product(methods, values, seeds)]
+
+
+def parse_sweep(text: str | None) -> tuple[str, list[str]] | None:
+    """`beta=1,2,5` -> ("beta", ["1", "2", "5"])."""
+    if not text:
+        return None
+    name, sep, vals = text.partition("=")
+    values = [v.strip() for v in vals.split(",") if v.strip()]
+    if not sep or not name.strip() or not values:
+        raise ValueError(f"--sweep expects name=v1,v2,..., got {text!r}")
+    return name.strip(), values
+
+
+def leaderboard_row(path: Path) -> dict[str, Any]:
+    from atwu_core.runs import eval_value, load_run
+
+    run = load_run(path)
+    cfg = run.info.get("config", {})
+    row: dict[str, Any] = {
+        "method": run.method,
+        "seed": cfg.get("seed"),
+        "run_id": run.run_id,
+        "status": run.status,
+    }
+    for key in LEADERBOARD_COLUMNS:
+        row[key] = eval_value(run.eval, key)
+    return row
+
+
+def summarise(board: pd.DataFrame, sweep_name: str | None) -> pd.DataFrame:
+    """Mean and std over seeds per method (and swept value)."""
+    keys = ["method"] + ([sweep_name] if sweep_name else [])
+    numeric = [c for c in LEADERBOARD_COLUMNS if c in board and board[c].notna().any()]
+    grouped = board.groupby(keys, sort=False)[numeric]
+    mean, std = grouped.mean(), grouped.std(ddof=0).fillna(0.0)
+    out = mean.copy()
+    for col in numeric:
+        out[col] = [f"{m:.3g} ± {s:.2g}" for m, s in zip(mean[col], std[col], strict=True)]
+    out["seeds"] = grouped.size()
+    return out.reset_index()
+
+
+def compare(
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    runs_dir: str | Path,
+    base: UnlearnConfig,
+    *,
+    sweep: tuple[str, list[str]] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> pd.DataFrame:
+    """Run and evaluate the whole plan; returns the per-run leaderboard (also written to disk)."""
+    from atwu_core.methods import get_method
+    from atwu_core.train import split_hparams, unlearn
+
+    jobs = plan(methods, seeds, sweep)
+    for method, _, override in jobs:  # fail on a typo before hours of runs, not after
+        split_hparams(get_method(method), {**base.hparams, **override})
+    runs_dir = Path(runs_dir)
+    rows = []
+    for i, (method, seed, override) in enumerate(jobs):
+        label = f"{method} seed={seed}" + "".join(f" {k}={v}" for k, v in override.items())
+        if progress is not None:
+            progress(i, len(jobs), label)
+        cfg = dataclasses.replace(
+            base, method=method, seed=seed, hparams={**base.hparams, **override}
+        )
+        path = unlearn(cfg, runs_dir=runs_dir, evaluate=True)
+        row = leaderboard_row(path)
+        if sweep is not None:
+            row[sweep[0]] = override[sweep[0]]
+        rows.append(row)
+    if progress is not None:
+        progress(len(jobs), len(jobs), "done")
+    board = pd.DataFrame(rows)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    board.to_csv(runs_dir / "leaderboard.csv", index=False)
+    summary = summarise(board, sweep[0] if sweep else None)
+    (runs_dir / "leaderboard.md").write_text(summary.to_markdown(index=False) + "\n")
+    return board
