@@ -625,18 +625,34 @@ def experiment_view() -> None:
             )
             try:
                 st.session_state["job"] = jobs.start_job(launch, runs_dir)
-                st.session_state.pop("_job_announced", None)
             except OSError as e:
                 st.error(f"Could not launch the run: {e}")
     _job_monitor()
 
 
-@st.fragment(run_every=1.0)
 def _job_monitor() -> None:
-    """Progress, live curve, Cancel and the outcome of the launched run (polls every second)."""
+    """The launched run: polled every second while it runs, drawn once when it has ended."""
     job: jobs.Job | None = st.session_state.get("job")
     if job is None:
         return
+    if job.returncode() is None:
+        _job_live()
+    else:
+        _job_status(job)
+
+
+@st.fragment(run_every=1.0)
+def _job_live() -> None:
+    job: jobs.Job = st.session_state["job"]
+    if job.returncode() is not None:
+        # Ended: one full rerun draws the outcome (without polling) and lets the sidebar and the
+        # other views pick the new run up.
+        st.rerun(scope="app")
+    _job_status(job)
+
+
+def _job_status(job: jobs.Job) -> None:
+    """Command, progress, live curve, Cancel, and the outcome once the process has exited."""
     code = job.returncode()
     run_path = job.find_run()
     st.code(" ".join(job.cmd), language="bash", wrap_lines=True)
@@ -665,10 +681,6 @@ def _job_monitor() -> None:
             f"Run {run_path.name if run_path else ''} finished. It is listed in the sidebar and "
             "appears in the other views."
         )
-        if not st.session_state.get("_job_announced"):
-            # One full rerun so the sidebar and the other views pick the new run up.
-            st.session_state["_job_announced"] = True
-            st.rerun(scope="app")
     else:
         kind = "was cancelled" if job.cancelled else f"exited with code {code}"
         st.error(f"The run {kind}. Last lines of its log ({job.log_path}):")

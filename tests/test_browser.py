@@ -118,6 +118,8 @@ def page(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         page.set_default_timeout(60_000)
+        page.goto(server[0])
+        page.wait_for_selector(".atwu-tok")  # the app opens on the token view
         yield page
         browser.close()
 
@@ -132,9 +134,8 @@ def open_tab(page, label: str) -> None:
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=60_000)
 
 
-def test_token_view_renders_coloured_tokens(server, page):
-    url, _, _ = server
-    page.goto(url)
+def test_token_view_renders_coloured_tokens(page):
+    open_tab(page, "Token view")
     page.wait_for_selector(".atwu-tok")
     tokens = page.locator(".atwu-tokens").first.locator(".atwu-tok")
     assert tokens.count() > 5
