@@ -123,19 +123,15 @@ def _json_safe(value: Any) -> Any:
         return str(value)
     if hasattr(value, "tolist"):  # numpy scalar / array (and torch tensors, without importing it)
         return _json_safe(value.tolist())
-    if hasattr(value, "item"):
-        return _json_safe(value.item())
     raise ValueError(f"value {value!r} of type {type(value).__name__} cannot be stored as JSON")
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(_json_safe(obj), allow_nan=False, ensure_ascii=False)
+def _dumps(obj: Any, indent: int | None = None) -> str:
+    return json.dumps(_json_safe(obj), allow_nan=False, ensure_ascii=False, indent=indent)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    data = (
-        json.dumps(_json_safe(obj), allow_nan=False, ensure_ascii=False, indent=2) + "\n"
-    ).encode()
+    data = (_dumps(obj, indent=2) + "\n").encode()
     _atomic_write(path, lambda f: f.write(data))
 
 
@@ -389,7 +385,7 @@ def read_metrics(path: str | os.PathLike[str]) -> pd.DataFrame:
             row = json.loads(line)
             if not isinstance(row, dict):
                 raise ValueError(f"expected a JSON object, found {type(row).__name__}")
-        except (ValueError, UnicodeDecodeError) as e:
+        except ValueError as e:  # includes JSONDecodeError and UnicodeDecodeError
             if i == len(lines):
                 continue  # truncated last line of a running or killed writer
             raise RunFormatError(f"{file}:{i}: corrupted metrics line ({e})") from None
@@ -583,3 +579,11 @@ def leaderboard(runs: Iterable[Run]) -> pd.DataFrame:
     first = [m for m in KEY_EVAL_METRICS if m in metrics]
     rest = sorted(set(metrics) - set(first))
     return df[["run_id", "method", "status", *first, *rest]]
+
+
+def attach_eval(path: str | os.PathLike[str], d: Mapping[str, Any]) -> None:
+    """Write eval.json into an existing run folder (`atwu eval` on a finished run), atomically."""
+    run_dir = Path(path)
+    read_info(run_dir)  # a clear RunFormatError if this is not a run folder
+    body = {"schema": SCHEMA, **d}
+    _write_json(run_dir / EVAL_JSON, body)
