@@ -436,13 +436,13 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
     teach("tradeoff")
     finished = table[(table["error"].isna()) & (table["status"] == "finished")]
     labels = label_runs(finished)
-    evaluated = [(labels[p], run) for p in finished["path"] for run in [load_run(p)[0]] if run]
-    board = runs.leaderboard(run for _, run in evaluated)
-    if board.empty:
-        st.info("No finished run has an eval.json yet.")
-        return
-    board["run_id"] = [lab for lab, run in evaluated if run.eval]
+    done = {labels[p]: run for p in finished["path"] if (run := load_run(p)[0]) is not None}
+    board = runs.leaderboard(done.values())
     numeric = [c for c in board.columns if pd.api.types.is_numeric_dtype(board[c])]
+    if board.empty or not numeric:
+        st.info("No finished run has eval.json metrics yet.")
+        return
+    board["run_id"] = [label for label, run in done.items() if run.eval]  # unique labels
     for key, default in (("tr_x", "model_utility"), ("tr_y", "forget_quality")):
         if st.session_state.get(key) not in numeric:
             st.session_state[key] = default if default in numeric else numeric[0]
