@@ -108,25 +108,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def cmd_unlearn(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from atwu_core.config import UnlearnConfig
-
-    config = UnlearnConfig(
-        method=args.method,
-        hparams=parse_sets(args.set),
-        model=args.model,
-        data=args.data,
-        lr=args.lr,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        alpha=args.alpha,
-        gamma=args.gamma,
-        retain_loss=args.retain_loss,
-        seed=args.seed,
-        device=args.device,
-        save_model=args.save_model,
-        trust_remote_code=args.trust_remote_code,
-    )
+    config = _unlearn_config(args, args.method)
     # Validate method + hyperparameters before the slow imports.
     from atwu_core.methods import get_method
     from atwu_core.train import split_hparams, unlearn
@@ -162,6 +144,87 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     return 0 if status == "finished" else 130
 
 
+def _unlearn_config(args: argparse.Namespace, method: str):
+    from atwu_core.config import UnlearnConfig
+
+    return UnlearnConfig(
+        method=method,
+        hparams=parse_sets(args.set),
+        model=args.model,
+        data=args.data,
+        retain_model=args.retain_model,
+        lr=args.lr,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        alpha=args.alpha,
+        gamma=args.gamma,
+        retain_loss=args.retain_loss,
+        seed=args.seed,
+        device=args.device,
+        save_model=args.save_model,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from atwu_core.compare import compare, parse_sweep
+    from atwu_core.methods import REGISTRY
+
+    methods = sorted(REGISTRY) if args.methods == "all" else args.methods.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    base = _unlearn_config(args, methods[0])
+    _quiet_transformers()
+    bar = tqdm(desc="compare", unit="run")
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(label)
+        bar.refresh()
+
+    board = compare(
+        methods, seeds, args.runs_dir, base, sweep=parse_sweep(args.sweep), progress=progress
+    )
+    bar.close()
+    print((Path(args.runs_dir) / "leaderboard.md").read_text())
+    print(f"{len(board)} runs in {args.runs_dir}; leaderboard.csv and leaderboard.md written")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a run folder's saved model, or any model, with the TOFU protocol."""
+    from atwu_core.config import UnlearnConfig
+    from atwu_core.experiment import evaluate_run
+    from atwu_core.model import load_model
+    from atwu_core.train import load_data
+
+    _quiet_transformers()
+    target = Path(args.target)
+    run_dir = target if (target / "run.json").exists() else None
+    model_path = target / "model" if run_dir else target
+    if run_dir and not (model_path / "config.json").exists():
+        raise ValueError(
+            f"run folder {run_dir} has no saved model (model/); re-run it with --save-model"
+        )
+    model, tokenizer = load_model(model_path, trust_remote_code=args.trust_remote_code)
+    cfg = UnlearnConfig(
+        model=str(args.reference_base or model_path),
+        data=args.data,
+        retain_model=args.retain_model,
+    )
+    result = evaluate_run(model, tokenizer, load_data(args.data), cfg)
+    if run_dir is not None:
+        from atwu_core.runs import attach_eval
+
+        attach_eval(run_dir, result)
+    out = {k: round(v["agg_value"], 4) for k, v in result["metrics"].items() if "raw" not in k}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atwu", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +245,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("unlearn", help="run one unlearning method; writes a run folder")
     p.add_argument("--method", default="atwu")
+    _add_run_options(p)
+    p.add_argument("--eval", action="store_true", help="evaluate the unlearned model (TOFU)")
+    p.set_defaults(fn=cmd_unlearn)
+
+    p = sub.add_parser("compare", help="methods x seeds, evaluated, into one leaderboard")
+    p.add_argument("--methods", default="all", help="comma-separated names, or all")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--sweep", default=None, metavar="NAME=V1,V2,...")
+    _add_run_options(p)
+    p.set_defaults(fn=cmd_compare)
+
+    p = sub.add_parser("eval", help="TOFU evaluation of a run folder (with model/) or a model")
+    p.add_argument("target", help="run folder saved with --save-model, or a model path / hub id")
+    p.add_argument("--data", default=str(DEFAULT_SAMPLE / "benchmark"))
+    p.add_argument("--retain-model", default=None, help="forget-quality reference model")
+    p.add_argument("--reference-base", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(fn=cmd_eval)
+    return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--model", default=str(DEFAULT_SAMPLE / "models" / "full"))
     p.add_argument(
@@ -189,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_SAMPLE / "benchmark"),
         help="benchmark folder, or tofu:<forget split>[@<folder|hf:locuslab/TOFU>]",
     )
+    p.add_argument("--retain-model", default=None, help="forget-quality reference model")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=10)
@@ -200,10 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--save-model", action="store_true")
-    p.add_argument("--eval", action="store_true", help="evaluate the unlearned model (TOFU)")
     p.add_argument("--trust-remote-code", action="store_true")
-    p.set_defaults(fn=cmd_unlearn)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
