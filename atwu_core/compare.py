@@ -69,6 +69,35 @@ def leaderboard_row(path: Path) -> dict[str, Any]:
     return row
 
 
+def reference_rows(base: UnlearnConfig) -> list[dict[str, Any]]:
+    """The starting (full) model and the retain model as leaderboard rows: the two ends of the
+    scale every method sits between (full: nothing forgotten; retain: never learned)."""
+    from atwu_core.experiment import fixed_model_eval, retain_model_for
+    from atwu_core.metrics import forget_quality
+    from atwu_core.train import load_data
+
+    retain_dir = retain_model_for(base)
+    if retain_dir is None:
+        return []
+    bench = load_data(base.data)
+    evals = {
+        "full model (before)": fixed_model_eval(base.model, base.data, bench),
+        "retain model (target)": fixed_model_eval(retain_dir, base.data, bench),
+    }
+    reference_tr = evals["retain model (target)"]["metrics"]["forget/truth_ratio_raw"]
+    rows = []
+    for name, ev in evals.items():
+        tr = ev["metrics"]["forget/truth_ratio_raw"]["value_by_index"]
+        ref = reference_tr["value_by_index"]
+        row: dict[str, Any] = {"method": name, "seed": None, "run_id": "", "status": "reference"}
+        for key in LEADERBOARD_COLUMNS:
+            entry = ev["metrics"].get(key)
+            row[key] = entry["agg_value"] if entry else None
+        row["forget_quality"] = forget_quality([tr[k] for k in ref], list(ref.values()))
+        rows.append(row)
+    return rows
+
+
 def summarise(board: pd.DataFrame, sweep_name: str | None) -> pd.DataFrame:
     """Mean and std over seeds per method (and swept value)."""
     keys = ["method"] + ([sweep_name] if sweep_name else [])
@@ -114,7 +143,7 @@ def compare(
         rows.append(row)
     if progress is not None:
         progress(len(jobs), len(jobs), "done")
-    board = pd.DataFrame(rows)
+    board = pd.DataFrame(reference_rows(base) + rows)
     runs_dir.mkdir(parents=True, exist_ok=True)
     board.to_csv(runs_dir / "leaderboard.csv", index=False)
     summary = summarise(board, sweep[0] if sweep else None)
