@@ -351,7 +351,8 @@ def probe_view(loaded: dict[str, runs.Run]) -> None:
     if saved and saved[:3] == (run_label, question, answer):
         df = _with_conflict(saved[3], loaded[run_label].token_weights, answer)
         st.html(viz.token_html(df))
-        cols = [c for c in ("token", "char_start", "char_end", "weight", "conflict") if c in df]
+        shown = ("token", "char_start", "char_end", "weight", "nll", "conflict")
+        cols = [c for c in shown if c in df]
         st.dataframe(df[cols], key="probe_table", hide_index=True)
 
 
