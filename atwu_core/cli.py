@@ -186,7 +186,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         bar.refresh()
 
     board = compare(
-        methods, seeds, args.runs_dir, base, sweep=parse_sweep(args.sweep), progress=progress
+        methods,
+        seeds,
+        args.runs_dir,
+        base,
+        sweep=parse_sweep(args.sweep),
+        progress=progress,
+        save_model_for=[m for m in (args.save_model_for or "").split(",") if m],
     )
     bar.close()
     print((Path(args.runs_dir) / "leaderboard.md").read_text())
@@ -253,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="all", help="comma-separated names, or all")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--sweep", default=None, metavar="NAME=V1,V2,...")
+    p.add_argument(
+        "--save-model-for", default=None, metavar="M1,M2", help="save final models of these"
+    )
     _add_run_options(p)
     p.set_defaults(fn=cmd_compare)
 

@@ -119,6 +119,7 @@ def compare(
     *,
     sweep: tuple[str, list[str]] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    save_model_for: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run and evaluate the whole plan; returns the per-run leaderboard (also written to disk)."""
     from atwu_core.methods import get_method
@@ -134,7 +135,11 @@ def compare(
         if progress is not None:
             progress(i, len(jobs), label)
         cfg = dataclasses.replace(
-            base, method=method, seed=seed, hparams={**base.hparams, **override}
+            base,
+            method=method,
+            seed=seed,
+            hparams={**base.hparams, **override},
+            save_model=base.save_model or method in save_model_for,
         )
         path = unlearn(cfg, runs_dir=runs_dir, evaluate=True)
         row = leaderboard_row(path)

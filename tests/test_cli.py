@@ -1,0 +1,127 @@
+"""The `atwu` command line, end to end on the tiny lab (subprocess-free: `main(argv)`)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from atwu_core.cli import main, parse_sets
+from atwu_core.compare import parse_sweep, plan
+from atwu_core.methods import REGISTRY
+from atwu_core.runs import list_runs, load_run
+
+
+def lab_args(lab, runs_dir) -> list[str]:
+    return [
+        "--model",
+        str(lab.model_dir),
+        "--data",
+        str(lab.bench_dir),
+        "--runs-dir",
+        str(runs_dir),
+        "--batch-size",
+        "4",
+    ]
+
+
+def test_methods_json_lists_every_method_with_defaults(capsys):
+    assert main(["methods", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert {row["name"] for row in table} == set(REGISTRY)
+    atwu = next(row for row in table if row["name"] == "atwu")
+    assert atwu["hparams"]["beta"] == 5.0
+    assert atwu["scorer"]["lambda_p"] == 10.0 and atwu["scorer"]["update_every"] == 5
+
+
+def test_unlearn_writes_a_run_and_prints_its_folder(tiny_lab, tmp_path, capsys):
+    argv = ["unlearn", "--method", "atwu", "--set", "beta=3", "--max-steps", "2"]
+    assert main(argv + lab_args(tiny_lab, tmp_path)) == 0
+    out = capsys.readouterr().out
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert f"finished: {run_dir}" in out
+    run = load_run(run_dir)
+    assert run.info["config"]["hparams"]["beta"] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["unlearn", "--method", "atwoo"], "unknown method 'atwoo'; available:"),
+        (["unlearn", "--set", "betta=2"], "no hyperparameter betta; allowed: beta=5.0"),
+        (["unlearn", "--set", "beta=high"], "beta='high' is not a valid float"),
+        (["unlearn", "--set", "beta"], "--set expects name=value"),
+        (["unlearn", "--model", "no/such/model"], "does not exist"),
+        (["compare", "--sweep", "beta"], "--sweep expects name=v1,v2"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(tiny_lab, tmp_path, capsys, argv, message):
+    extra = [] if "--model" in argv else ["--model", str(tiny_lab.model_dir)]
+    assert main([*argv, *extra, "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+
+
+def test_parse_helpers():
+    assert parse_sets(["beta=5", "saturation = plain"]) == {"beta": "5", "saturation": "plain"}
+    assert parse_sweep("beta=1, 2,5") == ("beta", ["1", "2", "5"])
+    assert parse_sweep(None) is None
+    assert plan(["a", "b"], [0, 1], ("beta", ["1", "2"])) == [
+        ("a", 0, {"beta": "1"}),
+        ("a", 1, {"beta": "1"}),
+        ("a", 0, {"beta": "2"}),
+        ("a", 1, {"beta": "2"}),
+        ("b", 0, {"beta": "1"}),
+        ("b", 1, {"beta": "1"}),
+        ("b", 0, {"beta": "2"}),
+        ("b", 1, {"beta": "2"}),
+    ]
+
+
+def test_compare_evaluates_and_writes_the_leaderboard(tiny_lab, tmp_path, capsys):
+    argv = ["compare", "--methods", "atwu,wga", "--seeds", "0", "--max-steps", "2"]
+    assert main(argv + lab_args(tiny_lab, tmp_path)) == 0
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert list(board["method"]) == [
+        "full model (before)",
+        "retain model (target)",
+        "atwu",
+        "wga",
+    ]
+    ref = board.set_index("method")
+    # The retain model is the target: identical truth-ratio distribution, forget quality 1.
+    assert ref.loc["retain model (target)", "forget_quality"] == pytest.approx(1.0)
+    assert ref.loc["full model (before)", "forget_quality"] < 0.05
+    assert board.loc[2:, "model_utility"].between(0, 1).all()
+    assert board.loc[2:, "span/auroc"].notna().all()
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "| atwu" in md and "forget_quality" in md
+    listed = list_runs(tmp_path)
+    assert len(listed) == 2
+
+
+def test_eval_on_a_run_without_a_model_says_how_to_fix_it(tiny_lab, tmp_path, capsys):
+    argv = ["unlearn", "--method", "grad_diff", "--max-steps", "1"]
+    assert main(argv + lab_args(tiny_lab, tmp_path)) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--data", str(tiny_lab.bench_dir)]) == 2
+    assert "has no saved model" in capsys.readouterr().err
+
+
+def test_eval_on_a_saved_run_attaches_eval_json(tiny_lab, tmp_path, capsys):
+    argv = ["unlearn", "--method", "grad_diff", "--max-steps", "1", "--save-model"]
+    assert main(argv + lab_args(tiny_lab, tmp_path)) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    capsys.readouterr()
+    argv = ["eval", str(run_dir), "--data", str(tiny_lab.bench_dir)]
+    argv += ["--retain-model", str(tiny_lab.retain_model_dir)]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model_utility"] > 0
+    run = load_run(run_dir)
+    assert run.eval is not None
+    assert 0 <= run.eval["metrics"]["forget_quality"]["agg_value"] <= 1
