@@ -69,31 +69,66 @@ def leaderboard_row(path: Path) -> dict[str, Any]:
     return row
 
 
-def reference_rows(base: UnlearnConfig) -> list[dict[str, Any]]:
-    """The starting (full) model and the retain model as leaderboard rows: the two ends of the
-    scale every method sits between (full: nothing forgotten; retain: never learned)."""
+REFERENCES = {"full": "full model (before)", "retain": "retain model (target)"}
+
+
+def reference_evals(base: UnlearnConfig) -> dict[str, dict[str, Any]]:
+    """Cached evaluations of the starting (`full`) and `retain` models, the two ends of the scale
+    every method sits between; forget quality of each against the retain model filled in."""
     from atwu_core.experiment import fixed_model_eval, retain_model_for
     from atwu_core.metrics import forget_quality
     from atwu_core.train import load_data
 
     retain_dir = retain_model_for(base)
     if retain_dir is None:
-        return []
+        return {}
     bench = load_data(base.data)
     evals = {
-        "full model (before)": fixed_model_eval(base.model, base.data, bench),
-        "retain model (target)": fixed_model_eval(retain_dir, base.data, bench),
+        "full": fixed_model_eval(base.model, base.data, bench),
+        "retain": fixed_model_eval(retain_dir, base.data, bench),
     }
-    reference_tr = evals["retain model (target)"]["metrics"]["forget/truth_ratio_raw"]
+    ref = evals["retain"]["metrics"]["forget/truth_ratio_raw"]["value_by_index"]
+    for ev in evals.values():
+        tr = ev["metrics"]["forget/truth_ratio_raw"]["value_by_index"]
+        fq = forget_quality([tr[k] for k in ref], list(ref.values()))
+        ev["metrics"]["forget_quality"] = {"agg_value": fq, "value_by_index": {}}
+    return evals
+
+
+def write_reference_runs(runs_dir: Path, base: UnlearnConfig, evals: dict[str, Any]) -> None:
+    """Eval-only run folders `reference-full` / `reference-retain`, so every view (generations,
+    trade-offs) can show the models before unlearning and the target next to the methods."""
+    from atwu_core.experiment import retain_model_for
+    from atwu_core.runs import RunWriter
+
+    models = {"full": base.model, "retain": retain_model_for(base)}
+    for name, ev in evals.items():
+        if (runs_dir / f"reference-{name}").exists():
+            continue
+        writer = RunWriter.create(
+            runs_dir,
+            method=name,
+            config={"model": models[name], "data": base.data, "seed": None, "reference": True},
+            environment={},
+            total_steps=0,
+            run_id=f"reference-{name}",
+        )
+        writer.write_eval(ev)
+        writer.finish("finished")
+
+
+def reference_rows(evals: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for name, ev in evals.items():
-        tr = ev["metrics"]["forget/truth_ratio_raw"]["value_by_index"]
-        ref = reference_tr["value_by_index"]
-        row: dict[str, Any] = {"method": name, "seed": None, "run_id": "", "status": "reference"}
+        row: dict[str, Any] = {
+            "method": REFERENCES[name],
+            "seed": None,
+            "run_id": f"reference-{name}",
+            "status": "reference",
+        }
         for key in LEADERBOARD_COLUMNS:
             entry = ev["metrics"].get(key)
             row[key] = entry["agg_value"] if entry else None
-        row["forget_quality"] = forget_quality([tr[k] for k in ref], list(ref.values()))
         rows.append(row)
     return rows
 
@@ -106,7 +141,10 @@ def summarise(board: pd.DataFrame, sweep_name: str | None) -> pd.DataFrame:
     mean, std = grouped.mean(), grouped.std(ddof=0).fillna(0.0)
     out = mean.copy()
     for col in numeric:
-        out[col] = [f"{m:.3g} ± {s:.2g}" for m, s in zip(mean[col], std[col], strict=True)]
+        out[col] = [
+            "–" if pd.isna(m) else f"{m:.3g} ± {s:.2g}"
+            for m, s in zip(mean[col], std[col], strict=True)
+        ]
     out["seeds"] = grouped.size()
     return out.reset_index()
 
@@ -148,8 +186,10 @@ def compare(
         rows.append(row)
     if progress is not None:
         progress(len(jobs), len(jobs), "done")
-    board = pd.DataFrame(reference_rows(base) + rows)
     runs_dir.mkdir(parents=True, exist_ok=True)
+    evals = reference_evals(base)
+    write_reference_runs(runs_dir, base, evals)
+    board = pd.DataFrame(reference_rows(evals) + rows)
     board.to_csv(runs_dir / "leaderboard.csv", index=False)
     summary = summarise(board, sweep[0] if sweep else None)
     (runs_dir / "leaderboard.md").write_text(summary.to_markdown(index=False) + "\n")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 
 from atwu_core import metrics as M
 from atwu_core.data.encode import collate, encode_example, prompt_ids
+from atwu_core.fileio import atomic_write_text
 from atwu_core.losses import token_logp
 
 EVAL_SCHEMA = 1
@@ -400,13 +400,5 @@ def cached_eval(
         text = json.dumps(result, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"compute() must return a JSON-serialisable dict ({err})") from None
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".eval-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
     return result

@@ -23,7 +23,6 @@ import math
 import os
 import re
 import socket
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from atwu_core.fileio import atomic_write
 
 SCHEMA = 1
 RUN_JSON = "run.json"
@@ -87,25 +88,6 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write `path` through a temporary file in the same folder, fsync it, then `os.replace`.
-
-    `write(f)` receives a binary file object. The temporary file lives next to the target so the
-    rename never crosses a file system (which would not be atomic).
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _json_safe(value: Any) -> Any:
     """Plain-JSON copy of `value`: NaN/inf become null (strict JSON has no NaN), numpy scalars
     and arrays become Python numbers and lists, paths become strings."""
@@ -132,7 +114,7 @@ def _dumps(obj: Any, indent: int | None = None) -> str:
 
 def _write_json(path: Path, obj: Any) -> None:
     data = (_dumps(obj, indent=2) + "\n").encode()
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +224,7 @@ class RunWriter:
                 f"token weights for run {self.run_id} lack columns {missing}; "
                 f"required: {list(TOKEN_WEIGHT_COLUMNS)}"
             )
-        _atomic_write(self.path / TOKEN_WEIGHTS, lambda f: df.to_parquet(f, index=False))
+        atomic_write(self.path / TOKEN_WEIGHTS, lambda f: df.to_parquet(f, index=False))
 
     def write_eval(self, d: Mapping[str, Any]) -> None:
         """Write eval.json atomically; `schema` is added when absent."""

@@ -100,7 +100,9 @@ def test_compare_evaluates_and_writes_the_leaderboard(tiny_lab, tmp_path, capsys
     md = (tmp_path / "leaderboard.md").read_text()
     assert "| atwu" in md and "forget_quality" in md
     listed = list_runs(tmp_path)
-    assert len(listed) == 2
+    assert sorted(listed["method"]) == ["atwu", "full", "retain", "wga"]
+    full = load_run(tmp_path / "reference-full")
+    assert full.eval["generations"], "the reference run carries the full model's answers"
 
 
 def test_eval_on_a_run_without_a_model_says_how_to_fix_it(tiny_lab, tmp_path, capsys):

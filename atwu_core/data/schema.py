@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from atwu_core.fileio import atomic_write_text
 
 SCHEMA_VERSION = 1
 
@@ -194,25 +195,10 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[QAItem]:
     return items
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder + `os.replace`: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_jsonl(path: str | os.PathLike[str], items: Iterable[QAItem]) -> None:
     """Write QA rows atomically, one compact JSON object per line, keys in schema order."""
     lines = [json.dumps(item.to_dict(), ensure_ascii=False) + "\n" for item in items]
-    _atomic_write_text(Path(path), "".join(lines))
+    atomic_write_text(Path(path), "".join(lines))
 
 
 @dataclass
@@ -252,7 +238,7 @@ def save_benchmark(folder: str | os.PathLike[str], bench: Benchmark) -> None:
     # `schema` always comes first and always says what this code writes.
     meta = {"schema": SCHEMA_VERSION}
     meta.update((k, v) for k, v in bench.meta.items() if k != "schema")
-    _atomic_write_text(folder / META_FILE, json.dumps(meta, ensure_ascii=False, indent=1) + "\n")
+    atomic_write_text(folder / META_FILE, json.dumps(meta, ensure_ascii=False, indent=1) + "\n")
 
 
 def load_benchmark(folder: str | os.PathLike[str]) -> Benchmark:
