@@ -27,6 +27,7 @@ from fake_runs import (
 from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 
+import atwu_core
 from atwu_core import runs, viz
 from dashboard import jobs
 
@@ -214,6 +215,9 @@ def fake_probe(monkeypatch):
 
     module.score_text = score_text
     monkeypatch.setitem(sys.modules, "atwu_core.probe", module)
+    # `from atwu_core import probe` reads the package attribute first: once another test has
+    # imported the real module, sys.modules alone would not swap it.
+    monkeypatch.setattr(atwu_core, "probe", module, raising=False)
     return calls
 
 
@@ -251,6 +255,7 @@ def test_probe_errors_are_messages_not_tracebacks(lab, fake_probe, monkeypatch):
         "Scoring failed for fake-atwu-s0: ValueError: run folder has no model/" in at.error[0].value
     )
     monkeypatch.setitem(sys.modules, "atwu_core.probe", None)  # import fails
+    monkeypatch.delattr(atwu_core, "probe", raising=False)
     at = probe(at, "anything")
     assert "Probing is not available" in at.error[0].value
     assert not at.exception
