@@ -37,16 +37,6 @@ class Bigram(torch.nn.Module):
         return SimpleNamespace(logits=self.table[input_ids])  # (B, T, V)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster when other test processes share the
-    two cores (measured: 0.04 s vs 0.32 s per step); restore the setting for other modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def llama():
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -87,16 +87,6 @@ def all_texts(bench):
             yield from item.perturbed_answer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster when other test processes share the
-    two cores (measured: 0.04 s vs 0.32 s per step); restore the setting for other modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def bench():
     return make_bench()
