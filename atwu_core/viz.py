@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -32,6 +32,52 @@ MISSING_COLOR = "rgb(200, 200, 200)"
 _BPE_MARKERS = str.maketrans({"Ġ": " ", "Ċ": "\n", "ĉ": "\t", "▁": " "})
 _VISIBLE_WS = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
 PVALUE_METRICS = ("forget_quality",)
+LINE_WIDTH, HIGHLIGHT_WIDTH = 1.5, 4.0  # a highlighted run (ATWU) stands out among many lines
+
+
+# Reference runs (eval-only folders of the models unlearning starts from and aims at) by method.
+REFERENCE_LABELS = {"full": "full model (before)", "retain": "retain model (target)"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Run labels
+
+
+def run_labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """key -> a short, unique, readable name for each run, for every place a run is shown.
+
+    Each row holds `key` (e.g. the run folder), `method`, and optionally `seed`, `reference`
+    (an eval-only reference folder) and `created` (ISO time, to number duplicates stably).
+    The name is the method (`atwu`); ` s{seed}` joins it only when several runs share the
+    method; ` #n` (oldest first) only when names still collide, e.g. two ATWU runs of seed 0 with
+    different hyperparameters. A reference run of method `full` / `retain` reads
+    "full model (before)" / "retain model (target)". Raises ValueError on a repeated key.
+    """
+    keys = [str(r["key"]) for r in rows]
+    if len(set(keys)) != len(keys):
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"run_labels: key(s) {dupes} appear more than once")
+    methods = [str(r.get("method") or "?") for r in rows]
+    # Reference folders are named apart, so they do not make a method "shared".
+    plain = [m for r, m in zip(rows, methods, strict=True) if not r.get("reference")]
+    per_method = {m: plain.count(m) for m in plain}
+    base = []
+    for r, method in zip(rows, methods, strict=True):
+        if r.get("reference"):
+            base.append(REFERENCE_LABELS.get(method, f"{method} model (reference)"))
+        elif per_method.get(method, 0) > 1 and r.get("seed") is not None and not pd.isna(r["seed"]):
+            base.append(f"{method} s{int(r['seed'])}")
+        else:
+            base.append(method)
+    # Oldest first, so a newly launched run takes the next number and old names stay put.
+    order = sorted(range(len(rows)), key=lambda i: (str(rows[i].get("created") or ""), keys[i]))
+    seen: dict[str, int] = {}
+    labels = list(base)
+    for i in order:
+        if base.count(base[i]) > 1:
+            seen[base[i]] = seen.get(base[i], 0) + 1
+            labels[i] = f"{base[i]} #{seen[base[i]]}"
+    return dict(zip(keys, labels, strict=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +399,10 @@ def weights_heatmap(
     return fig
 
 
+def _line_width(name: Any, highlight: Collection[str]) -> float:
+    return HIGHLIGHT_WIDTH if str(name) in highlight else LINE_WIDTH
+
+
 def _clean_scores(df: pd.DataFrame, score_col: str, label_col: str) -> pd.DataFrame:
     """Tokens in the loss with a finite score; labels as bool (METHOD.md §4 pools answer tokens)."""
     for col in (score_col, label_col):
@@ -365,13 +415,17 @@ def _clean_scores(df: pd.DataFrame, score_col: str, label_col: str) -> pd.DataFr
 
 
 def alignment_curves(
-    frames: Mapping[str, pd.DataFrame], *, score_col: str = "weight", label_col: str = "in_span"
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    score_col: str = "weight",
+    label_col: str = "in_span",
+    highlight: Collection[str] = (),
 ) -> go.Figure:
     """ROC and precision–recall curves of per-token scores against span labels, one per label.
 
     `frames` maps a name (method or run) to the tokens to pool (usually one snapshot). Trace names
     carry the AUROC (left) and average precision (right); a name whose tokens hold one class only
-    gets no curve and a note in the title.
+    gets no curve and a note in the title. Names in `highlight` get thicker lines.
     """
     # lazy: sklearn takes ~1.4 s to import, the dashboard must start without it
     from sklearn.metrics import precision_recall_curve, roc_curve
@@ -391,7 +445,8 @@ def alignment_curves(
         pooled = span_alignment(s, y, tokens["example_id"])["pooled"]
         fpr, tpr, _ = roc_curve(y, s)
         precision, recall, _ = precision_recall_curve(y, s)
-        common = {"mode": "lines", "line": {"color": color}, "legendgroup": str(name)}
+        line = {"color": color, "width": _line_width(name, highlight)}
+        common = {"mode": "lines", "line": line, "legendgroup": str(name)}
         fig.add_trace(
             go.Scatter(x=fpr, y=tpr, name=f"{name} (AUROC {pooled['auroc']:.3f})", **common),
             row=1,
@@ -467,15 +522,24 @@ def alignment_table(
     return pd.DataFrame(rows, columns=list(ALIGNMENT_COLUMNS))
 
 
-def alignment_over_steps(table: pd.DataFrame, metric: str = "auroc") -> go.Figure:
-    """`metric` of `alignment_table` rows against the snapshot step, one trace per name."""
+def alignment_over_steps(
+    table: pd.DataFrame, metric: str = "auroc", *, highlight: Collection[str] = ()
+) -> go.Figure:
+    """`metric` of `alignment_table` rows against the snapshot step, one trace per name (names in
+    `highlight` thicker)."""
     if metric not in table.columns:
         raise ValueError(f"metric {metric!r} is not a column of the alignment table")
     fig = go.Figure()
     for name, rows in table.groupby("name", sort=False):
         rows = rows.sort_values("step")
         fig.add_trace(
-            go.Scatter(x=rows["step"], y=rows[metric], mode="lines+markers", name=str(name))
+            go.Scatter(
+                x=rows["step"],
+                y=rows[metric],
+                mode="lines+markers",
+                name=str(name),
+                line={"width": _line_width(name, highlight)},
+            )
         )
     if metric == "auroc":
         fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text="chance")
@@ -547,15 +611,28 @@ def metric_keys(metrics_by_run: Mapping[str, pd.DataFrame]) -> list[str]:
 
 
 def training_curves(
-    metrics_by_run: Mapping[str, pd.DataFrame], metric: str, *, x: str = "step"
+    metrics_by_run: Mapping[str, pd.DataFrame],
+    metric: str,
+    *,
+    x: str = "step",
+    highlight: Collection[str] = (),
 ) -> go.Figure:
-    """One line per run (named by its label) of `metric` against `x` from metrics.jsonl."""
+    """One line per run (named by its label) of `metric` against `x` from metrics.jsonl; runs
+    named in `highlight` get thicker lines."""
     fig = go.Figure()
     for name, df in metrics_by_run.items():
         if metric not in df.columns or x not in df.columns:
             continue
         rows = df[[x, metric]].apply(pd.to_numeric, errors="coerce").dropna()
-        fig.add_trace(go.Scatter(x=rows[x], y=rows[metric], mode="lines", name=str(name)))
+        fig.add_trace(
+            go.Scatter(
+                x=rows[x],
+                y=rows[metric],
+                mode="lines",
+                name=str(name),
+                line={"width": _line_width(name, highlight)},
+            )
+        )
     fig.update_layout(
         title=f"{metric} during unlearning",
         showlegend=True,  # name the run even when it is the only one

@@ -43,6 +43,11 @@ TABS = (
 )
 # Methods shown next to each other in the token view, in this order (whichever runs exist).
 COMPARE_METHODS = ("atwu", "wga", "satimp", "seul", "oracle_mask")
+# Runs plotted by default where one line per run gets crowded (curves, alignment): ATWU and the
+# baselines it is usually compared with; the user adds the rest.
+DEFAULT_PLOT_METHODS = ("atwu", "grad_diff", "wga", "satimp", "seul", "npo", "oracle_mask")
+DEFAULT_PLOT_FALLBACK = 6  # runs plotted by default when none of those methods is there
+HIGHLIGHT_METHOD = "atwu"  # drawn with a thicker line
 # Runs of the starting model evaluated without unlearning, whose generations are "the full model".
 FULL_MODEL_METHODS = ("full", "finetune", "none")
 
@@ -93,10 +98,20 @@ def _dirs_sig(dirs: tuple[str, ...]) -> tuple:
     return _stat_sig(files)
 
 
+def _is_reference(path: str) -> bool:
+    """run.json's config says `"reference": true`: an eval-only folder of a reference model."""
+    try:
+        config = runs.read_info(path).get("config")
+    except (runs.RunFormatError, OSError):
+        return False
+    return isinstance(config, dict) and config.get("reference") is True
+
+
 # ttl: a running run whose writer died changes no file, yet must turn "running (stale?)".
 @st.cache_data(show_spinner=False, ttl=30)
 def _list_runs(dirs: tuple[str, ...], sig: tuple) -> pd.DataFrame:
-    return runs.list_runs(*dirs)
+    table = runs.list_runs(*dirs)
+    return table.assign(reference=[_is_reference(p) for p in table["path"]])
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -149,12 +164,52 @@ def benchmark_index() -> dict[str, dict]:
 
 
 def label_runs(rows: pd.DataFrame) -> dict[str, str]:
-    """path -> label: the run id, plus its folder when two listed folders hold the same id."""
-    counts = rows["run_id"].value_counts()
-    return {
-        r.path: r.run_id if counts[r.run_id] == 1 else f"{r.run_id} @ {Path(r.path).parent.name}"
-        for r in rows.itertuples()
-    }
+    """path -> the run's short name (`viz.run_labels`: "atwu", "atwu s1", "full model (before)")."""
+    return viz.run_labels(
+        [
+            {
+                "key": r.path,
+                "method": r.method,
+                "seed": r.seed,
+                "reference": bool(getattr(r, "reference", False)),
+                "created": r.created,
+            }
+            for r in rows.itertuples()
+        ]
+    )
+
+
+def default_plot_runs(loaded: dict[str, runs.Run]) -> list[str]:
+    """The runs a crowded plot starts with: those of `DEFAULT_PLOT_METHODS`, else the first few."""
+    picked = [k for k, r in loaded.items() if r.method in DEFAULT_PLOT_METHODS]
+    return picked or list(loaded)[:DEFAULT_PLOT_FALLBACK]
+
+
+def highlighted(loaded: dict[str, runs.Run]) -> set[str]:
+    return {k for k, r in loaded.items() if r.method == HIGHLIGHT_METHOD}
+
+
+def run_multiselect(label: str, options: dict[str, runs.Run], key: str) -> list[str]:
+    """A run picker that starts on `default_plot_runs` and keeps the user's choice afterwards."""
+    names = list(options)
+    previous = st.session_state.get(key)
+    known = st.session_state.setdefault(f"_{key}_known", set())
+    # Runs no longer selected in the sidebar leave the pick (a widget value must be among its
+    # options); when none is left (e.g. another runs folder), start over on the default. Runs
+    # never offered before (one just launched) join it, as in the sidebar.
+    kept = [k for k in previous or () if k in options]
+    if kept or previous == []:
+        st.session_state[key] = kept + [k for k in names if k not in known and k not in kept]
+    else:
+        st.session_state[key] = default_plot_runs(options)
+    known.update(names)
+    hidden = len(names) - len(st.session_state[key])
+    return st.multiselect(
+        label,
+        names,
+        key=key,
+        help=f"{hidden} more run(s) available: add them here." if hidden else None,
+    )
 
 
 def with_token_weights(loaded: dict[str, runs.Run]) -> dict[str, runs.Run]:
@@ -197,10 +252,14 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
     if st.sidebar.button("Reload", key="reload", help="Re-read every run folder from disk"):
         st.cache_data.clear()
     table = _list_runs(tuple(dirs), _dirs_sig(tuple(dirs)))
+    # The new-runs folder (./runs by default) does not exist on a fresh clone: that is expected,
+    # not worth a message. Folders the user listed get one when they are missing or empty.
+    quiet = {Path(new_dir).resolve(), (Path.cwd() / "runs").resolve()}
     for d in dirs:
         has_runs = table["path"].map(lambda p, d=d: Path(p).parent == Path(d)).any()
-        if d == new_dir and not has_runs:
-            st.sidebar.caption(f"Runs you launch go to `{d}` (none yet).")
+        if Path(d).resolve() in quiet:
+            if not has_runs and d == new_dir:
+                st.sidebar.caption(f"Runs you launch will appear here (`{d}`).")
         elif not Path(d).is_dir():
             st.sidebar.info(f"Folder `{d}` does not exist.")
         elif not has_runs:
@@ -224,6 +283,20 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
         key="selected_runs",
         format_func=lambda p: f"{labels[p]} [{status[p]}]",
     )
+    if len(ok):
+        with st.sidebar.expander("Run ids and folders"):
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        "run": [labels[p] for p in paths],
+                        "run id": list(ok["run_id"]),
+                        "status": list(ok["status"]),
+                        "folder": paths,
+                    }
+                ),
+                key="run_ids",
+                hide_index=True,
+            )
     return table, selected
 
 
@@ -240,12 +313,11 @@ def token_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
     names = list(with_tw)
     if st.session_state.get("tv_run") not in names:
         st.session_state["tv_run"] = preferred_run(with_tw)
-    label = st.selectbox(
-        "Run", names, key="tv_run", format_func=lambda k: f"{k} ({with_tw[k].method})"
-    )
+    label = st.selectbox("Run", names, key="tv_run")
     run = with_tw[label]
-    if run.method in teaching.METHODS:
-        st.caption(f"**{run.method}**: {teaching.METHODS[run.method]}")
+    about = teaching.METHODS.get(run.method)
+    about = f"**{run.method}**: {about} " if about else ""
+    st.caption(f"{about}Run id `{run.run_id}`.")
     tw = run.token_weights
     examples = sorted(tw["example_id"].unique())
     questions = _questions(tw, bench)
@@ -297,7 +369,7 @@ def token_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
     for k in compare:
         rtw = with_tw[k].token_weights
         last = int(rtw.loc[rtw["example_id"] == example, "step"].max())
-        frames[f"{with_tw[k].method} · {k} (step {last})"] = viz.example_tokens(rtw, example, last)
+        frames[f"{k} (step {last})"] = viz.example_tokens(rtw, example, last)
     frames["ground truth (spans)"] = frame.assign(weight=frame["in_span"].astype(float))
     side = viz.side_by_side(frames)
     st.html(side)
@@ -332,6 +404,7 @@ def probe_view(loaded: dict[str, runs.Run]) -> None:
     if st.session_state.get("probe_run") not in names:
         st.session_state["probe_run"] = preferred_run(loaded)
     run_label = st.selectbox("Run whose model scores the text", names, key="probe_run")
+    st.caption(f"Run id `{loaded[run_label].run_id}`.")
     question = st.text_input("Question", key="probe_q", placeholder="Where was Elena Marquez born?")
     answer = st.text_area(
         "Answer", key="probe_a", placeholder="Elena Marquez was born in Lisbon in 1961."
@@ -389,35 +462,66 @@ def _with_conflict(df: pd.DataFrame, tw: pd.DataFrame | None, answer: str) -> pd
     return df
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _alignment(
+    picked: tuple[tuple[str, str], ...], highlight: tuple[str, ...], sig: tuple
+) -> tuple:
+    """(table, ROC/PR figure, violins, AUROC over steps) for (label, run path) pairs.
+
+    Slow on first sight (sklearn's import, then one `span_alignment` per run and snapshot: ~0.7 s
+    per sample run on 2 cores), so cached; `sig` (the token_weights files' mtimes and sizes)
+    makes a rewritten run count as new.
+    """
+    frames = {}
+    for label, path in picked:
+        run, error = load_run(path)
+        if error:
+            raise ValueError(error)
+        frames[label] = run.token_weights
+    table = viz.alignment_table(frames)
+    final = {k: tw[tw["step"] == tw["step"].max()] for k, tw in frames.items()}
+    return (
+        table.rename(columns={"name": "run"}),
+        viz.alignment_curves(final, highlight=highlight),
+        viz.weight_distributions(final),
+        viz.alignment_over_steps(table, highlight=highlight),
+    )
+
+
 def alignment_view(loaded: dict[str, runs.Run]) -> None:
     teach("alignment")
     with_tw = with_token_weights(loaded)
     if not with_tw:
         st.info("None of the selected runs has token weights yet.")
         return
-    chosen = st.multiselect("Runs", list(with_tw), default=list(with_tw), key="al_runs")
+    chosen = run_multiselect("Runs", with_tw, "al_runs")
     if not chosen:
         st.info("Pick at least one run.")
         return
-    frames = {k: with_tw[k].token_weights for k in chosen}
-    table = viz.alignment_table(frames).rename(columns={"name": "run"})
+    picked = tuple((k, str(with_tw[k].path)) for k in chosen)
+    sig = _stat_sig([Path(p) / runs.TOKEN_WEIGHTS for _, p in picked])
+    with st.spinner(f"Scoring span alignment of {len(picked)} run(s) at every snapshot..."):
+        try:
+            table, curves, dist, steps = _alignment(
+                picked, tuple(sorted(highlighted(with_tw))), sig
+            )
+        except ValueError as e:  # a malformed token_weights file: say which, keep the page
+            st.error(f"Span alignment cannot be computed: {e}")
+            return
     table.insert(1, "method", table["run"].map(lambda k: with_tw[k].method))
     st.markdown("**AUROC and average precision per run and snapshot step**")
     st.dataframe(table, key="al_table", hide_index=True)
-    final = {k: tw[tw["step"] == tw["step"].max()] for k, tw in frames.items()}
     st.caption("Curves and distributions use each run's last snapshot.")
-    plot(viz.alignment_curves(final), "al_curves")
-    plot(viz.weight_distributions(final), "al_dist")
-    plot(viz.alignment_over_steps(table.rename(columns={"run": "name"})), "al_steps")
+    plot(curves, "al_curves")
+    plot(dist, "al_dist")
+    plot(steps, "al_steps")
 
 
 def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
     teach("curves")
     with_metrics = {k: r.metrics for k, r in loaded.items() if not r.metrics.empty}
     if with_metrics:
-        chosen = st.multiselect(
-            "Runs", list(with_metrics), default=list(with_metrics), key="cv_runs"
-        )
+        chosen = run_multiselect("Runs", {k: loaded[k] for k in with_metrics}, "cv_runs")
         picked = {k: with_metrics[k] for k in chosen}
         keys = viz.metric_keys(picked)
         if keys:
@@ -427,7 +531,7 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
                 )
             metric = st.selectbox("Metric", keys, key="cv_metric")
             st.caption(teaching.describe_metric(metric))
-            plot(viz.training_curves(picked, metric), "cv_curves")
+            plot(viz.training_curves(picked, metric, highlight=highlighted(loaded)), "cv_curves")
         else:
             st.info("The chosen runs logged no numeric metrics.")
     else:
@@ -443,14 +547,14 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
     if board.empty or not numeric:
         st.info("No finished run has eval.json metrics yet.")
         return
-    board["run_id"] = [label for label, run in done.items() if run.eval]  # unique labels
+    board.insert(0, "run", [label for label, run in done.items() if run.eval])  # unique
     for key, default in (("tr_x", "model_utility"), ("tr_y", "forget_quality")):
         if st.session_state.get(key) not in numeric:
             st.session_state[key] = default if default in numeric else numeric[0]
     c1, c2 = st.columns(2)
     x = c1.selectbox("x axis", numeric, key="tr_x", help=teaching.describe_metric("model_utility"))
     y = c2.selectbox("y axis", numeric, key="tr_y", help=teaching.describe_metric("forget_quality"))
-    plot(viz.tradeoff_scatter(board, x=x, y=y), "tr_scatter")
+    plot(viz.tradeoff_scatter(board, x=x, y=y, label="run"), "tr_scatter")
     teach("leaderboard")
     st.dataframe(board, key="leaderboard", hide_index=True)
     with st.expander("What do the columns mean?"):
@@ -504,7 +608,8 @@ def generations_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> Non
         rows.append(("Full model", "<i>no run of the starting model among the selected runs</i>"))
     for k in full + [k for k in gens if k not in full]:
         if example in gens[k]:
-            label = f"Full model ({k})" if k in full else f"{loaded[k].method} · {k}"
+            # A reference run's label already says "full model (before)".
+            label = f"full model ({k})" if k in full and not k.startswith("full model") else k
             rows.append((label, viz.spans_html(str(gens[k][example].get("prediction", "")), [])))
     st.html(viz.labelled_rows_html(rows))
 
@@ -513,11 +618,17 @@ def experiment_view() -> None:
     teach("experiment")
     runs_dir = new_runs_dir()
     st.caption(f"New runs are written to `{runs_dir}` (set `ATWU_NEW_RUNS_DIR` to change).")
-    methods = jobs.read_methods(runs_dir)
+    try:
+        methods = jobs.read_bundled_methods()
+    except ValueError as e:
+        st.error(str(e))
+        methods = None
+    if methods is None:
+        methods = jobs.read_methods(runs_dir)
     if methods is None:
         st.info(
-            "The method list comes from `atwu methods --json`, which loads torch (a few seconds), "
-            "so it is not read at start-up."
+            f"`{jobs.methods_file()}` is missing, so the method list must come from "
+            "`atwu methods --json`, which loads torch (a few seconds)."
         )
         if st.button("Load the method list", key="exp_load_methods"):
             with st.spinner("Running `atwu methods --json`..."):
@@ -565,7 +676,7 @@ def experiment_view() -> None:
         "Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="exp_seed"
     )
     lr = c3.number_input(
-        "Learning rate", value=2e-4, format="%g", key="exp_lr", help=teaching.HPARAMS["lr"]
+        "Learning rate", value=1e-3, format="%g", key="exp_lr", help=teaching.HPARAMS["lr"]
     )
     alpha = c1.number_input(
         "alpha (retain weight)",

@@ -1,9 +1,12 @@
 """Background unlearning runs launched from the dashboard, and the method table they offer.
 
 The dashboard never imports torch: a run is `python -m atwu_core.cli unlearn ...` in a subprocess
-whose stdout/stderr go to a log file next to the runs, and the method table comes from
-`atwu methods --json`, run once in a subprocess and cached as JSON. `ATWU_CLI_MODULE` swaps the
-CLI module (the tests use a fast stand-in).
+whose stdout/stderr go to a log file next to the runs. The method table is
+`dashboard/methods.json`, the committed output of `atwu methods --json` (a test checks it matches
+the code), so the form is ready at start-up without torch; only when that file is missing does
+the dashboard fall back to running the command in a subprocess, cached as JSON in the runs
+folder. `ATWU_CLI_MODULE` swaps the CLI module and `ATWU_METHODS_FILE` the table (the tests use
+fast stand-ins).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS_CACHE = ".atwu_methods.json"
+METHODS_FILE = Path(__file__).resolve().with_name("methods.json")
+REGENERATE = "atwu methods --json > dashboard/methods.json"
 
 
 def cli_module() -> str:
@@ -55,6 +60,30 @@ def normalise_methods(raw: Any) -> dict[str, dict[str, Any]]:
     if not out:
         raise ValueError("the method table is empty")
     return out
+
+
+def methods_file() -> Path:
+    return Path(os.environ.get("ATWU_METHODS_FILE", METHODS_FILE))
+
+
+def read_bundled_methods(path: Path | None = None) -> dict[str, dict[str, Any]] | None:
+    """The committed method table (`dashboard/methods.json`), or None when the file is missing.
+
+    Raises ValueError naming the file when it exists but is not a valid table.
+    """
+    path = methods_file() if path is None else path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot be read ({e})") from None
+    try:
+        return normalise_methods(json.loads(text))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ValueError(
+            f"{path}: not a valid method table ({e}); regenerate it with `{REGENERATE}`"
+        ) from None
 
 
 def read_methods(runs_dir: Path) -> dict[str, dict[str, Any]] | None:
@@ -117,7 +146,7 @@ class Launch:
     hparams: Mapping[str, Any]  # only the values that differ from the defaults
     max_steps: int
     seed: int = 0
-    lr: float = 2e-4
+    lr: float = 1e-3  # the CLI default (atwu_core.config.UnlearnConfig)
     alpha: float = 1.0  # retain loss weight
     gamma: float = 1.0  # forget loss weight
     evaluate: bool = False

@@ -120,7 +120,8 @@ def test_opens_on_the_token_view_of_the_atwu_run(lab):
         "Run a new experiment",
         "Data",
     ]
-    assert at.selectbox(key="tv_run").value == "fake-atwu-s0"
+    assert at.selectbox(key="tv_run").value == "atwu"  # the method: one run per method here
+    assert any(c.value.endswith("Run id `fake-atwu-s0`.") for c in at.caption)  # traceable
     assert at.selectbox(key="tv_example").value == "a001-q00"
     assert at.select_slider(key="tv_step").value == 20  # the last snapshot
     tokens_html = html_with(at, "atwu-tokens")
@@ -167,24 +168,25 @@ def test_heatmap_side_by_side_and_download(lab):
     assert heat["data"][0]["y"] == ["a001-q00", "a001-q01", "a002-q00"]
     side = html_with(at, "ground truth (spans)")
     for method in ("atwu", "wga", "satimp", "seul", "oracle_mask"):
-        assert f"{method} · fake-{method}-s0 (step 20)" in side
+        assert f"{method} (step 20)" in side
     assert "grad_diff" not in side  # not one of the compared methods by default
-    assert at.multiselect(key="tv_compare").value[0] == "fake-atwu-s0"
+    assert at.multiselect(key="tv_compare").value[0] == "atwu"
     download = at.get("download_button")
     assert [d.proto.label for d in download] == ["Download the token view (HTML)"]
 
 
 def test_run_switch_keeps_a_valid_example_and_step(lab):
-    write_fake_run(lab.runs, "wga", run_id="short", total_steps=4, snapshot_every=2)
+    write_fake_run(lab.runs, "wga", run_id="short", seed=1, total_steps=4, snapshot_every=2)
     at = open_app()
     at.select_slider(key="tv_step").set_value(10).run()
-    at.multiselect(key="tv_compare").set_value(["fake-atwu-s0"]).run()
+    at.multiselect(key="tv_compare").set_value(["atwu"]).run()
     side = html_with(at, "ground truth (spans)")
     assert side.count('class="atwu-tokens"') == 2  # the one picked run + the ground truth
-    at.selectbox(key="tv_run").set_value("short").run()
+    assert "wga s0" in at.selectbox(key="tv_run").options  # two wga runs: the seed tells them apart
+    at.selectbox(key="tv_run").set_value("wga s1").run()
     assert not at.exception
     assert at.select_slider(key="tv_step").value == 4
-    assert at.multiselect(key="tv_compare").value[0] == "short"  # a new run: default comparison
+    assert at.multiselect(key="tv_compare").value[0] == "wga s1"  # a new run: default comparison
     assert backgrounds(html_with(at, "atwu-tokens")) == expected_colors(
         lab.runs, "short", "a001-q00", 4
     )
@@ -239,7 +241,7 @@ def test_probe_scores_and_renders_the_text(lab, fake_probe):
 def test_probe_shows_recorded_conflict_for_a_probe_example(lab, fake_probe):
     answer = EXAMPLES[0][2]
     at = open_app("Probe your own text")
-    at.selectbox(key="probe_run").set_value("fake-atwu-s0")
+    at.selectbox(key="probe_run").set_value("atwu")
     at = probe(at, answer)
     table = at.dataframe[0].value
     assert "conflict" in table.columns
@@ -268,11 +270,11 @@ def test_alignment_table_curves_and_distributions(lab):
     at = open_app("Alignment")
     table = at.dataframe[0].value
     assert len(table) == len(METHODS) * 3  # runs × snapshots (0, 10, 20)
-    oracle = table[(table["run"] == "fake-oracle_mask-s0") & (table["step"] == 20)]
+    oracle = table[(table["run"] == "oracle_mask") & (table["step"] == 20)]
     assert oracle["auroc"].item() == 1.0
     assert set(table["method"]) == set(METHODS)
     curves = names(chart(at, "al_curves"))
-    assert "fake-oracle_mask-s0 (AUROC 1.000)" in curves and "chance" in curves
+    assert "oracle_mask (AUROC 1.000)" in curves and "chance" in curves
     assert names(chart(at, "al_dist")) == ["in forget span", "outside spans"]
     assert len(names(chart(at, "al_steps"))) == len(METHODS)
 
@@ -283,21 +285,23 @@ def test_alignment_table_curves_and_distributions(lab):
 def test_training_curves_per_run_and_metric_choice(lab):
     at = open_app("Curves & trade-offs")
     assert at.selectbox(key="cv_metric").value == "forget/nll"
-    assert sorted(names(chart(at, "cv_curves"))) == sorted(f"fake-{m}-s0" for m in METHODS)
+    assert sorted(names(chart(at, "cv_curves"))) == sorted(METHODS)
     at.selectbox(key="cv_metric").set_value("retain/nll").run()
     spec = chart(at, "cv_curves")
     assert spec["layout"]["yaxis"]["title"]["text"] == "retain/nll"
     assert array(spec["data"][0]["x"]).tolist() == list(range(1, 21))
-    at.multiselect(key="cv_runs").set_value(["fake-atwu-s0"]).run()
-    assert names(chart(at, "cv_curves")) == ["fake-atwu-s0"]
+    at.multiselect(key="cv_runs").set_value(["atwu"]).run()
+    assert names(chart(at, "cv_curves")) == ["atwu"]
 
 
 def test_leaderboard_tradeoff_and_downloads(lab):
     at = open_app("Curves & trade-offs")
     board = at.dataframe[0].value
+    assert sorted(board["run"]) == sorted(METHODS)  # short names, the run id next to them
     assert sorted(board["run_id"]) == sorted(f"fake-{m}-s0" for m in METHODS)
     fq = runs.load_run(lab.runs / "fake-atwu-s0").eval_value("forget_quality")
-    assert board.set_index("run_id").loc["fake-atwu-s0", "forget_quality"] == fq
+    assert board.set_index("run").loc["atwu", "forget_quality"] == fq
+    assert board.set_index("run").loc["atwu", "run_id"] == "fake-atwu-s0"
     scatter = chart(at, "tr_scatter")
     assert names(scatter)[-1] == "Pareto front"
     assert scatter["layout"]["yaxis"]["type"] == "log"
@@ -309,7 +313,8 @@ def test_unfinished_runs_stay_out_of_the_leaderboard(lab):
     write_fake_run(lab.runs, "atwu", run_id="still-running", finish=False)
     at = open_app("Curves & trade-offs")
     assert "still-running" not in set(at.dataframe[0].value["run_id"])
-    assert "still-running" in names(chart(at, "cv_curves"))
+    # Two ATWU runs: the seed joins the name; same seed as fake-atwu-s0: numbered, oldest first.
+    assert "atwu s0 #2" in names(chart(at, "cv_curves"))
     selected = at.multiselect(key="selected_runs")
     assert "[running]" in selected.format_func(str(lab.runs / "still-running"))
 
@@ -381,7 +386,8 @@ def test_empty_and_missing_folders_are_explained(lab, monkeypatch, tmp_path):
     infos = [i.value for i in at.info]
     assert f"No runs in `{empty}`." in infos
     assert f"Folder `{tmp_path / 'missing'}` does not exist." in infos
-    assert f"Runs you launch go to `{lab.new}` (none yet)." in [c.value for c in at.caption]
+    assert f"Runs you launch will appear here (`{lab.new}`)." in [c.value for c in at.caption]
+    assert not any(str(lab.new) in i for i in infos)  # the new-runs folder: no alarm
     assert any(i.startswith("No runs found") for i in infos)
     assert any("has token weights yet" in i for i in infos)
     for view in ("Alignment", "Curves & trade-offs", "Generations"):
@@ -395,7 +401,7 @@ def test_runs_folder_typed_in_the_sidebar(lab, tmp_path):
     at = open_app()
     at.text_area(key="runs_dirs").input(str(other)).run()
     assert at.multiselect(key="selected_runs").value == [str(other / "typed-in")]
-    assert at.selectbox(key="tv_run").value == "typed-in"
+    assert at.selectbox(key="tv_run").value == "npo"
 
 
 # ----------------------------------------------------------------------------- launching runs
@@ -406,6 +412,8 @@ def fake_cli(lab, monkeypatch):
     """Launches go to tests/fake_runs.py's stand-in CLI (no torch, ~20 ms per step)."""
     monkeypatch.setenv("ATWU_CLI_MODULE", "fake_runs")
     monkeypatch.setenv("PYTHONPATH", TESTS)
+    # No bundled table: the form falls back to the (fake) CLI's `methods --json`.
+    monkeypatch.setenv("ATWU_METHODS_FILE", str(lab.root / "no-methods.json"))
     return lab
 
 
@@ -448,7 +456,7 @@ def test_launch_a_run_and_see_it_finish(fake_cli):
     job = at.session_state["job"]
     assert job.cmd[3:] == [
         "unlearn", "--method", "atwu", "--set", "beta=3.0", "--runs-dir", str(fake_cli.new),
-        "--max-steps", "4", "--seed", "0", "--lr", "0.0002", "--alpha", "1.0", "--gamma", "1.0",
+        "--max-steps", "4", "--seed", "0", "--lr", "0.001", "--alpha", "1.0", "--gamma", "1.0",
         "--model", str(fake_cli.root / "model"), "--data", str(fake_cli.bench), "--eval",
     ]  # fmt: skip
     at = wait_for(at, lambda a: any("finished" in s.value for s in a.success))
@@ -498,3 +506,107 @@ def test_failing_method_list_is_reported(fake_cli, monkeypatch):
     at = load_methods(open_app("Run a new experiment"))
     assert "exited with code 1" in at.error[0].value
     assert "No module named no_such_module_anywhere" in at.error[0].value
+
+
+# ----------------------------------------------------------------------------- method table
+
+
+def test_bundled_method_table_is_the_cli_output(capsys):
+    """dashboard/methods.json is what the form offers at start-up: it must match the code."""
+    from atwu_core.cli import main
+
+    assert main(["methods", "--json"]) == 0
+    fresh = capsys.readouterr().out
+    assert jobs.METHODS_FILE.read_text(encoding="utf-8") == fresh, (
+        "dashboard/methods.json is out of date with the method registry: "
+        "run `atwu methods --json > dashboard/methods.json`"
+    )
+
+
+def test_experiment_form_is_ready_without_running_the_cli(lab, monkeypatch):
+    # A CLI that cannot run proves the table came from the committed file, not a subprocess.
+    monkeypatch.setenv("ATWU_CLI_MODULE", "no_such_module_anywhere")
+    at = open_app("Run a new experiment")
+    bundled = json.loads(jobs.METHODS_FILE.read_text())
+    options = at.selectbox(key="exp_method").options
+    assert len(options) == len(bundled)
+    assert at.selectbox(key="exp_method").value == "atwu"
+    assert all(": " in o for o in options)  # every method with its summary
+    atwu = next(m for m in bundled if m["name"] == "atwu")
+    assert at.number_input(key="exp_hp_atwu_budget").value == atwu["scorer"]["budget"]
+    assert not any(b.key == "exp_load_methods" for b in at.button)
+
+
+def test_malformed_method_file_is_named_and_the_fallback_offered(lab, monkeypatch):
+    bad = lab.root / "methods.json"
+    bad.write_text('{"methods": []}')
+    monkeypatch.setenv("ATWU_METHODS_FILE", str(bad))
+    at = open_app("Run a new experiment")
+    assert f"{bad}: not a valid method table (the method table is empty)" in at.error[0].value
+    assert any(b.key == "exp_load_methods" for b in at.button)
+
+
+# ----------------------------------------------------------------------------- crowded plots
+
+
+def test_crowded_plots_start_on_atwu_and_the_usual_baselines(lab):
+    for method in ("rmu", "undial", "npo"):
+        write_fake_run(lab.runs, method, run_id=f"fake-{method}-s0")
+    at = open_app("Curves & trade-offs")
+    shown = at.multiselect(key="cv_runs")
+    assert sorted(shown.value) == sorted([*METHODS, "npo"])  # rmu and undial: add them by hand
+    assert sorted(shown.options) == sorted([*METHODS, "npo", "rmu", "undial"])
+    widths = {t["name"]: t["line"]["width"] for t in chart(at, "cv_curves")["data"]}
+    assert widths["atwu"] == viz.HIGHLIGHT_WIDTH and widths["wga"] == viz.LINE_WIDTH
+    at.multiselect(key="cv_runs").select("rmu").run()
+    assert "rmu" in names(chart(at, "cv_curves"))
+    at = open_app("Alignment")
+    assert sorted(at.multiselect(key="al_runs").value) == sorted([*METHODS, "npo"])
+
+
+def test_without_the_usual_methods_the_first_runs_are_plotted(lab):
+    other = lab.root / "others"
+    for i, method in enumerate(("m1", "m2", "m3", "m4", "m5", "m6", "m7")):
+        write_fake_run(other, method, run_id=f"{i}-{method}")
+    at = open_app("Curves & trade-offs")
+    at.multiselect(key="cv_runs").set_value([]).run()  # cleared on purpose: stays cleared
+    assert at.multiselect(key="cv_runs").value == []
+    assert "The chosen runs logged no numeric metrics." in [i.value for i in at.info]
+    at.multiselect(key="cv_runs").set_value(["atwu"]).run()
+    # Another folder: none of the picked runs is left, so the pick starts over on the default.
+    at.text_area(key="runs_dirs").input(str(other)).run()
+    assert len(at.multiselect(key="cv_runs").value) == 6
+    assert len(at.multiselect(key="cv_runs").options) == 7
+
+
+# ----------------------------------------------------------------------------- sample runs
+
+
+@pytest.fixture
+def sample_lab(lab, monkeypatch):
+    """The default settings of a fresh clone: the committed sample runs, ./runs missing."""
+    monkeypatch.delenv("ATWU_RUNS_DIRS")
+    monkeypatch.delenv("ATWU_BENCHMARK_DIR")
+    (lab.root / "clone").mkdir()
+    monkeypatch.chdir(lab.root / "clone")  # ./runs: missing (lab.root / "runs" holds fakes)
+    return lab
+
+
+def test_sample_runs_read_as_methods_with_quiet_defaults(sample_lab):
+    at = open_app("Alignment")
+    assert not any("does not exist" in i.value for i in at.sidebar.info)
+    sidebar = at.multiselect(key="selected_runs")
+    labels = [sidebar.format_func(p) for p in sidebar.value]
+    assert len(labels) == 18 and len(set(labels)) == 18
+    assert "atwu [finished]" in labels and "full model (before) [finished]" in labels
+    assert "retain model (target) [finished]" in labels
+    picked = at.multiselect(key="al_runs")
+    assert sorted(picked.value) == sorted(
+        ["atwu", "grad_diff", "wga", "satimp", "seul", "npo", "oracle_mask"]
+    )
+    table = at.dataframe[0].value
+    assert set(table["run"]) == set(picked.value)
+    assert table["auroc"].between(0, 1).all()
+    at.session_state["view"] = "Generations"
+    at.run()
+    assert "full model (before)</" in html_with(at, "True answer")

@@ -309,3 +309,58 @@ def test_tradeoff_scatter_traces_front_and_log_axis():
     assert list(by_name["Pareto front"].x) == [0.1, 0.5, 0.5, 0.9]
     assert fig.layout.yaxis.type == "log"
     assert fig.layout.xaxis.title.text == "model_utility"
+
+
+# ---------------------------------------------------------------------------------------------
+# Run labels
+
+
+def test_run_labels_method_then_seed_then_number_and_reference_names():
+    rows = [
+        {"key": "r/1", "method": "atwu", "seed": 0, "created": "2026-01-01T10:00:00Z"},
+        {"key": "r/2", "method": "atwu", "seed": 1, "created": "2026-01-01T10:01:00Z"},
+        # Same method and seed as r/1 but newer: numbered after it.
+        {"key": "r/0", "method": "atwu", "seed": 0, "created": "2026-01-01T11:00:00Z"},
+        {"key": "r/3", "method": "wga", "seed": 0, "created": "2026-01-01T10:02:00Z"},
+        {"key": "r/4", "method": "full", "seed": None, "reference": True},
+        {"key": "r/5", "method": "retain", "seed": float("nan"), "reference": True},
+        {"key": "r/6", "method": "base", "reference": True},
+        # A non-reference run of method "full" keeps its method name.
+        {"key": "r/7", "method": "full", "seed": 3},
+    ]
+    assert viz.run_labels(rows) == {
+        "r/1": "atwu s0 #1",
+        "r/2": "atwu s1",
+        "r/0": "atwu s0 #2",
+        "r/3": "wga",  # the only wga run: no seed
+        "r/4": "full model (before)",
+        "r/5": "retain model (target)",
+        "r/6": "base model (reference)",
+        "r/7": "full",
+    }
+
+
+def test_run_labels_are_unique_even_for_copies_and_reject_repeated_keys():
+    copies = [{"key": f"{d}/x", "method": "npo", "seed": 2, "created": "t"} for d in ("b", "a")]
+    # Identical runs in two folders: numbered by (created, key), so "a/x" comes first.
+    assert viz.run_labels(copies) == {"b/x": "npo s2 #2", "a/x": "npo s2 #1"}
+    with pytest.raises(ValueError, match=r"key\(s\) \['a/x'\] appear more than once"):
+        viz.run_labels([copies[1], copies[1]])
+
+
+def test_highlighted_runs_get_thicker_lines():
+    df = pd.DataFrame({"step": [1, 2], "loss/total": [1.0, 0.5]})
+    fig = viz.training_curves({"atwu": df, "wga": df}, "loss/total", highlight={"atwu"})
+    assert [t.line.width for t in fig.data] == [viz.HIGHLIGHT_WIDTH, viz.LINE_WIDTH]
+    frame = tokens(["a", "b", "c"], [0.9, 0.1, 0.2], in_span=[True, False, False])
+    curves = viz.alignment_curves({"atwu": frame, "wga": frame}, highlight={"atwu"})
+    widths = {t.name: t.line.width for t in curves.data if t.name != "chance"}
+    assert widths == {
+        "atwu (AUROC 1.000)": 4.0,
+        "atwu (AP 1.000)": 4.0,
+        "wga (AUROC 1.000)": 1.5,
+        "wga (AP 1.000)": 1.5,
+    }
+    table = viz.alignment_table({"atwu": frame, "wga": frame})
+    steps = viz.alignment_over_steps(table, highlight=("wga",))
+    assert [(t.name, t.line.width) for t in steps.data] == [("atwu", 1.5), ("wga", 4.0)]
