@@ -182,6 +182,8 @@ def label_runs(rows: pd.DataFrame) -> dict[str, str]:
 def default_plot_runs(loaded: dict[str, runs.Run]) -> list[str]:
     """The runs a crowded plot starts with: those of `DEFAULT_PLOT_METHODS`, else the first few."""
     picked = [k for k, r in loaded.items() if r.method in DEFAULT_PLOT_METHODS]
+    # In the order of DEFAULT_PLOT_METHODS: ATWU first in legends and tables.
+    picked.sort(key=lambda k: DEFAULT_PLOT_METHODS.index(loaded[k].method))
     return picked or list(loaded)[:DEFAULT_PLOT_FALLBACK]
 
 
@@ -281,7 +283,8 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
         "Runs to show",
         paths,
         key="selected_runs",
-        format_func=lambda p: f"{labels[p]} [{status[p]}]",
+        # Only an unusual status is worth the room (18 sample runs share a narrow sidebar).
+        format_func=lambda p: labels[p] + ("" if status[p] == "finished" else f" [{status[p]}]"),
     )
     if len(ok):
         with st.sidebar.expander("Run ids and folders"):
