@@ -469,7 +469,7 @@ def _with_conflict(df: pd.DataFrame, tw: pd.DataFrame | None, answer: str) -> pd
 def _alignment(
     picked: tuple[tuple[str, str], ...], highlight: tuple[str, ...], sig: tuple
 ) -> tuple:
-    """(table, ROC/PR figure, violins, AUROC over steps) for (label, run path) pairs.
+    """(table, ROC/PR figure, weight boxes, AUROC over steps) for (label, run path) pairs.
 
     Slow on first sight (sklearn's import, then one `span_alignment` per run and snapshot: ~0.7 s
     per sample run on 2 cores), so cached; `sig` (the token_weights files' mtimes and sizes)

@@ -255,7 +255,8 @@ def test_weight_distributions_split_in_and_out_of_span():
     assert list(inside.y) == [0.9, 0.8, 0.9]
     assert list(inside.x) == ["atwu", "atwu", "wga"]
     assert list(outside.y) == [0.2, 0.1, 0.3, 0.2]
-    assert (inside.side, outside.side) == ("positive", "negative")
+    assert (inside.type, outside.type) == ("box", "box")
+    assert fig.layout.boxmode == "group"  # side by side per method, not stacked
     assert fig.layout.yaxis.range == (-0.03, 1.03)
     wide = tokens(["a", "b"], [0.0, 2.0], in_span=[True, False])  # plug-in weights 2·g
     assert viz.weight_distributions({"m": wide}).layout.yaxis.range == (-0.06, 2.06)
