@@ -427,6 +427,10 @@ def probe_view(loaded: dict[str, runs.Run]) -> None:
     if saved and saved[:3] == (run_label, question, answer):
         df = _with_conflict(saved[3], loaded[run_label].token_weights, answer)
         st.html(viz.token_html(df))
+        model = saved[3].attrs.get("model")
+        if model:
+            # The scorer was trained on the model as it was being unlearned: say which one scored.
+            st.caption(f"Scored with the hidden states of `{model}`.")
         shown = ("token", "char_start", "char_end", "weight", "nll", "conflict")
         cols = [c for c in shown if c in df]
         st.dataframe(df[cols], key="probe_table", hide_index=True)

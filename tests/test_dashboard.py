@@ -206,7 +206,7 @@ def fake_probe(monkeypatch):
         if answer == "boom":
             raise ValueError("run folder has no model/ to load")
         tokens = tokenize(answer)
-        return pd.DataFrame(
+        df = pd.DataFrame(
             {
                 "token": [t for t, _, _ in tokens],
                 "char_start": [a for _, a, _ in tokens],
@@ -214,6 +214,8 @@ def fake_probe(monkeypatch):
                 "weight": [0.0 if i % 2 else 1.0 for i in range(len(tokens))],
             }
         )
+        df.attrs["model"] = "fake/final-model"
+        return df
 
     module.score_text = score_text
     monkeypatch.setitem(sys.modules, "atwu_core.probe", module)
@@ -236,6 +238,7 @@ def test_probe_scores_and_renders_the_text(lab, fake_probe):
     assert backgrounds(html) == [viz.weight_color(1.0), viz.weight_color(0.0), viz.weight_color(1)]
     assert "&lt;x&gt;" in html
     assert at.dataframe[0].value["token"].tolist() == ["Tom", " <x>", " paints"]
+    assert any("fake/final-model" in c.value for c in at.caption)
 
 
 def test_probe_shows_recorded_conflict_for_a_probe_example(lab, fake_probe):
