@@ -25,7 +25,7 @@ from atwu_core.config import FinetuneConfig, UnlearnConfig
 from atwu_core.data.encode import Encoded, collate, encode_example
 from atwu_core.data.schema import Benchmark, QAItem
 from atwu_core.losses import masked_mean, token_logp
-from atwu_core.methods import REGISTRY, ForgetBatch, MethodSpec, get_method, resolve_hparams
+from atwu_core.methods import ForgetBatch, MethodSpec, get_method, resolve_hparams
 from atwu_core.methods.idk_dpo import IDK_ANSWERS
 from atwu_core.methods.rmu import rmu_retain_loss
 from atwu_core.model import load_model, pick_device
@@ -206,10 +206,9 @@ def split_hparams(spec: MethodSpec, overrides: dict[str, Any]) -> tuple[dict, Sc
 class Forward:
     """Runs the forward passes a method needs and packs them into a `ForgetBatch`."""
 
-    def __init__(self, spec, hparams, model, ref_model, scorer, tokenizer, max_length):
+    def __init__(self, spec, hparams, model, ref_model, scorer):
         self.spec, self.hparams = spec, hparams
         self.model, self.ref, self.scorer = model, ref_model, scorer
-        self.tokenizer, self.max_length = tokenizer, max_length
         self.needs = spec.needs
         # RMU reads one intermediate layer; ATWU reads the last (METHOD.md §1, "Scorer").
         self.layer = hparams.get("layer", -1)
@@ -376,7 +375,7 @@ def unlearn(
     if scorer_cfg is not None:
         scorer = TokenScorer(model.config.hidden_size).to(device)
         trainer = ScorerTrainer(scorer, scorer_cfg, total_steps=total)
-    forward = Forward(spec, hparams, model, ref, scorer, tokenizer, max_len)
+    forward = Forward(spec, hparams, model, ref, scorer)
 
     run_config = config.to_dict() | {"hparams": hparams}
     if scorer_cfg is not None:
@@ -601,6 +600,3 @@ def _alignment(rows: list[dict[str, Any]]) -> dict[str, float]:
         [r["weight"] for r in scored], labels, [r["example_id"] for r in scored]
     )
     return {f"align/{k}": v for k, v in result["pooled"].items() if v is not None}
-
-
-__all__ = ["REGISTRY", "finetune", "unlearn"]
