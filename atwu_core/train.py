@@ -377,6 +377,9 @@ def unlearn(
         trainer = ScorerTrainer(scorer, scorer_cfg, total_steps=total)
     forward = Forward(spec, hparams, model, ref, scorer)
 
+    # Before the run folder exists: a failure here must not leave a run stuck at "running".
+    conflict = probe_conflict(model, probe, retain_watch, pad, config) if config.conflict else {}
+
     run_config = config.to_dict() | {"hparams": hparams}
     if scorer_cfg is not None:
         run_config["scorer"] = vars(scorer_cfg)
@@ -399,7 +402,6 @@ def unlearn(
 
     snapshots: list[dict[str, Any]] = []
     nll_before: dict[tuple[str, int], float] = {}
-    conflict = probe_conflict(model, probe, retain_watch, pad, config) if config.conflict else {}
 
     def snapshot(step: int) -> dict[str, float]:
         """Record the method's per-token weights on the probe set, and forget/retain stats."""
