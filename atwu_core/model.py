@@ -6,7 +6,7 @@ The tiny model is a standard `LlamaForCausalLM` saved as a standard Hugging Face
 
 from __future__ import annotations
 
-import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -92,6 +92,15 @@ def save_model(
     tokenizer.save_pretrained(path)
 
 
+_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+_PROBE_TEXT = "Hello world"
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line: the CLI prints errors as a single line."""
+    return " ".join(str(err).split())
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device != "auto":
         return torch.device(device)
@@ -125,24 +134,40 @@ def load_model(
     Safetensors only (`use_safetensors=True`); remote code only when `trust_remote_code=True`.
     """
     name = str(name_or_path)
-    looks_local = os.path.sep in name or name.startswith(".") or Path(name).exists()
-    if looks_local and not Path(name).is_dir():
+    local = Path(name).expanduser()
+    # A hub id is "name" or "org/name"; anything else (absolute, ./, ~, deeper paths) is a path.
+    is_hub_id = _HUB_ID.fullmatch(name) is not None and not name.startswith(".")
+    if not local.exists() and not is_hub_id:
         raise ValueError(
             f"model path {name!r} does not exist; build the sample models with `atwu prepare` "
             f"or pass a Hugging Face hub id (e.g. open-unlearning/tofu_Llama-3.2-1B-Instruct_full)"
         )
+    if local.exists() and not local.is_dir():
+        raise ValueError(f"model path {name!r} is a file; pass the model's folder")
+    where = (
+        f"folder {name!r}" if local.is_dir() else f"hub id {name!r} (no local folder of that name)"
+    )
+    name = str(local) if local.is_dir() else name
     dev = pick_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise ValueError(
-            f"could not load a tokenizer for {name!r}: {err}. Check the id/path, that you are "
-            "logged in for gated models (`hf auth login`), and that the hub is reachable."
+            f"could not load a tokenizer from {where}: {_one_line(err)}. Check the id/path, that "
+            "you are logged in for gated models (`hf auth login`, after accepting the licence on "
+            "the model page), and that the hub is reachable (HF_HUB_OFFLINE unset)."
         ) from err
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
-            f"{name!r} has no fast tokenizer; token offsets (span mapping) need one. "
+            f"{where} has no fast tokenizer; token offsets (span mapping) need one. "
             "Convert it with `PreTrainedTokenizerFast` or pick a model that ships tokenizer.json."
+        )
+    if not tokenizer(_PROBE_TEXT, add_special_tokens=False)["input_ids"]:
+        # transformers builds an empty tokenizer (special tokens only) from a config whose
+        # vocabulary files are missing, instead of failing: every answer would encode to nothing.
+        raise ValueError(
+            f"the tokenizer of {where} encodes text to no tokens (vocabulary of {len(tokenizer)}): "
+            "its vocabulary is missing; copy the model's tokenizer.json into the folder"
         )
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -153,7 +178,7 @@ def load_model(
         )
     except (OSError, ValueError) as err:
         raise ValueError(
-            f"could not load model weights (safetensors) from {name!r}: {err}"
+            f"could not load model weights (safetensors) from {where}: {_one_line(err)}"
         ) from err
     if tokenizer.pad_token_id is None:
         # Many base models have no pad token; padding is masked out anyway.
