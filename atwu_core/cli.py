@@ -162,6 +162,7 @@ def _unlearn_config(args: argparse.Namespace, method: str):
         retain_loss=args.retain_loss,
         seed=args.seed,
         device=args.device,
+        dtype=args.dtype,
         save_model=args.save_model,
         trust_remote_code=args.trust_remote_code,
     )
@@ -294,6 +295,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retain-loss", default="default", choices=["default", "nll", "kl"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="auto: bf16 on CUDA",
+    )
     p.add_argument("--save-model", action="store_true")
     p.add_argument("--trust-remote-code", action="store_true")
 

@@ -339,6 +339,7 @@ def unlearn(
     spec = get_method(config.method)
     hparams, scorer_cfg = split_hparams(spec, config.hparams)
     seed_everything(config.seed)
+    bench = load_data(config.data)  # first: a bad --data fails in a second, not after a 1B load
     model, tokenizer = load_model(
         config.model,
         device=config.device,
@@ -346,7 +347,6 @@ def unlearn(
         trust_remote_code=config.trust_remote_code,
     )
     device = pick_device(config.device)
-    bench = load_data(config.data)
     retain_kind = spec.retain if config.retain_loss == "default" else config.retain_loss
     # The reference model doubles memory: build it only for methods that read it.
     needs_ref = spec.needs_reference or retain_kind in ("kl", "rmu")

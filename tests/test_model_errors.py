@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,9 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _unlearn_error(argv: list[str], tmp_path: Path, capsys) -> str:
     from atwu_core.cli import main
 
-    code = main(["unlearn", "--max-steps", "1", "--runs-dir", str(tmp_path / "runs"), *argv])
+    # An absolute --data (a later --data in argv wins): the data is loaded before the model.
+    data = ["--data", str(SAMPLE / "benchmark")]
+    code = main(["unlearn", "--max-steps", "1", "--runs-dir", str(tmp_path / "runs"), *data, *argv])
     captured = capsys.readouterr()
     assert code == 2, captured.err
     lines = captured.err.strip().splitlines()
