@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -170,28 +170,34 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> list[QAItem]:
-    """Read QA rows, one JSON object per line; blank lines are skipped. Ids must be unique."""
+def iter_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[str, int, Any]]:
+    """Yield `(where, line number, parsed object)` per non-blank line; a line that is not JSON is
+    a `ValueError` naming the file, the line, the column and the text."""
     path = Path(path)
-    items: list[QAItem] = []
-    seen: dict[str, int] = {}
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             where = f"{path}, line {lineno}"
             try:
-                row = json.loads(line)
+                yield where, lineno, json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(
                     f"{where}: invalid JSON ({err.msg} at column {err.colno}): "
                     f"{_short(line.rstrip())}"
                 ) from None
-            item = QAItem.from_dict(row, where)
-            if item.id in seen:
-                raise ValueError(f"{where}: field 'id' = {item.id!r} repeats line {seen[item.id]}")
-            seen[item.id] = lineno
-            items.append(item)
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[QAItem]:
+    """Read QA rows, one JSON object per line; blank lines are skipped. Ids must be unique."""
+    items: list[QAItem] = []
+    seen: dict[str, int] = {}
+    for where, lineno, row in iter_json_lines(path):
+        item = QAItem.from_dict(row, where)
+        if item.id in seen:
+            raise ValueError(f"{where}: field 'id' = {item.id!r} repeats line {seen[item.id]}")
+        seen[item.id] = lineno
+        items.append(item)
     return items
 
 

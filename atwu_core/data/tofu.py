@@ -22,7 +22,6 @@ Retain, holdout, world-fact and real-author rows get no spans.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -31,7 +30,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from atwu_core.data.schema import SCHEMA_VERSION, Benchmark, QAItem, Span
+from atwu_core.data.schema import SCHEMA_VERSION, Benchmark, QAItem, Span, iter_json_lines
 
 # forget config -> the retain config that completes it to the full 200 authors.
 TOFU_FORGET_CONFIGS = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
@@ -77,21 +76,7 @@ def _folder_source(folder: Path) -> _Source:
         raise ValueError(f"TOFU folder {folder} does not exist (or pass 'hf:locuslab/TOFU')")
 
     def rows(config: str) -> list[Row]:
-        path = folder / f"{config}.json"
-        out: list[Row] = []
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}, line {lineno}"
-                try:
-                    out.append((where, json.loads(line)))
-                except json.JSONDecodeError as err:
-                    text = line.strip()
-                    raise ValueError(
-                        f"{where}: invalid JSON ({err.msg} at column {err.colno}): {text[:80]!r}"
-                    ) from None
-        return out
+        return [(where, row) for where, _, row in iter_json_lines(folder / f"{config}.json")]
 
     return _Source(str(folder), lambda config: (folder / f"{config}.json").is_file(), rows)
 
