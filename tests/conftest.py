@@ -33,6 +33,36 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def random_llama(
+    vocab_size: int,
+    *,
+    hidden: int = 32,
+    intermediate: int | None = None,
+    layers: int = 2,
+    heads: int = 4,
+    max_positions: int = 64,
+    seed: int | None = 0,
+    **extra,
+):
+    """A randomly initialised small `LlamaForCausalLM` built from a config (nothing downloads)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=intermediate or 2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        **extra,
+    )
+    return LlamaForCausalLM(config)
+
+
 @dataclass
 class TinyLab:
     """A 6-author benchmark and a small model fine-tuned on it, saved as Hugging Face folders."""

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import random_llama
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from atwu_core import metrics as M
 from atwu_core.data.encode import encode_example, prompt_ids
@@ -111,20 +112,15 @@ def tokenizer(bench):
 
 
 def tiny_llama(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=96,
+    return random_llama(
+        len(tokenizer),
+        hidden=64,
+        max_positions=96,
+        seed=seed,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    return LlamaForCausalLM(config)
 
 
 @pytest.fixture(scope="module")
@@ -330,16 +326,7 @@ def test_row_without_perturbed_answers_names_split_and_row(random_model, tokeniz
 
 
 def test_tokenizer_larger_than_embedding(tokenizer, bench):
-    small = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer) - 10,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-        )
-    )
+    small = random_llama(len(tokenizer) - 10, hidden=16, layers=1, heads=2, seed=None)
     with pytest.raises(ValueError, match=r"tokenizer has 300 tokens but .* only 290 rows"):
         evaluate_model(small, tokenizer, bench)
 

@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from conftest import random_llama
 
 from atwu_core.losses import masked_mean, token_logp
 from atwu_core.methods import REGISTRY, ForgetBatch, get_method, resolve_hparams
@@ -565,20 +566,7 @@ def test_every_method_has_a_summary_and_cites_method_md(name):
 @pytest.fixture(scope="module")
 def tiny_lm():
     """A 2-layer Llama (hidden 32, vocab 50) that has memorised two prompt+answer sequences."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=50,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=32,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(cfg)
+    model = random_llama(50, max_positions=32, tie_word_embeddings=True)
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(3, 50, (2, 12), generator=gen)
     labels = ids.clone()
