@@ -1,0 +1,93 @@
+"""TOFU-mini (atwu_core.data.tofu_mini): the TOFU slice the tiny model trains on, real files."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from atwu_core.data.schema import load_benchmark, save_benchmark
+from atwu_core.data.tofu import load_tofu
+from atwu_core.data.tofu_mini import tofu_mini
+from atwu_core.evaluate import eval_rows
+
+TOFU_DIR = Path(
+    os.environ.get("ATWU_TOFU_DIR", Path(__file__).resolve().parents[2] / "shared/data/tofu")
+)
+pytestmark = pytest.mark.skipif(
+    not (TOFU_DIR / "forget01_perturbed.json").is_file(),
+    reason=f"no local TOFU copy at {TOFU_DIR} (set ATWU_TOFU_DIR to a folder of TOFU's files)",
+)
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return tofu_mini(TOFU_DIR)
+
+
+@pytest.fixture(scope="module")
+def forget01():
+    return load_tofu(TOFU_DIR, "forget01")
+
+
+def authors(items):
+    return list(dict.fromkeys(item.author_id for item in items))
+
+
+def test_sizes_and_authors(mini):
+    assert (len(mini.forget), len(mini.retain), len(mini.holdout)) == (40, 200, 40)
+    assert len(mini.world_facts) == 117  # every TOFU world fact
+    assert mini.real_authors == []
+    # forget01 = TOFU's last two authors; retain = the first ten; holdout = the next two.
+    assert authors(mini.forget) == [198, 199]
+    assert authors(mini.retain) == list(range(10))
+    assert authors(mini.holdout) == [10, 11]
+    assert {item.author for item in mini.forget} == {"Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"}
+    assert mini.retain[0].author == "Jaime Vasquez"
+    named = {a["author_id"]: a["split"] for a in mini.meta["authors"]}
+    assert named == {**dict.fromkeys(range(10), "retain"), 10: "holdout", 11: "holdout",
+                     198: "forget", 199: "forget"}  # fmt: skip
+    assert mini.meta["n_authors"] == 12 and mini.meta["forget_fraction"] == pytest.approx(2 / 12)
+
+
+def test_every_evaluated_row_has_what_the_truth_ratio_needs(mini):
+    retain = eval_rows(mini, "retain")
+    assert len(retain) == 200  # all kept retain rows are evaluated, not a subset
+    for item in [*mini.forget, *retain]:
+        assert item.paraphrased_answer and len(item.perturbed_answer) >= 3, item.id
+    assert all(item.perturbed_answer for item in mini.world_facts)
+
+
+def test_rows_and_spans_are_those_of_tofu_forget01(mini, forget01):
+    assert mini.forget == forget01.forget  # same ids, text and derived spans
+    assert all(item.spans for item in mini.forget)
+    by_id = {item.id: item for item in forget01.retain}
+    assert all(by_id[item.id] == item for item in [*mini.retain, *mini.holdout])
+    assert all(not item.spans for item in [*mini.retain, *mini.holdout])
+
+
+def test_saved_folder_reloads_to_the_same_benchmark(mini, tmp_path):
+    save_benchmark(tmp_path, mini)
+    again = load_benchmark(tmp_path)
+    for split in ("forget", "retain", "world_facts", "holdout"):
+        assert again.split(split) == mini.split(split), split
+    assert again.meta["source"] == "tofu-mini"
+    assert not (tmp_path / "real_authors.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_retain_authors": 19, "n_holdout_authors": 2}, "for only 20 retain authors"),
+        ({"n_retain_authors": 0}, "n_retain_authors must be an int >= 1, got 0"),
+        ({"n_holdout_authors": -1}, "n_holdout_authors must be an int >= 0, got -1"),
+        ({"n_retain_authors": 2.5}, "n_retain_authors must be an int >= 1, got 2.5"),
+    ],
+)
+def test_bad_author_counts_say_what_is_allowed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tofu_mini(TOFU_DIR, **kwargs)
+
+
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        tofu_mini(tmp_path / "nope")
