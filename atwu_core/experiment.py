@@ -13,7 +13,25 @@ from typing import Any
 from atwu_core.config import UnlearnConfig
 from atwu_core.data.schema import Benchmark
 
-EVAL_SETTINGS = {"max_new_tokens": 48, "batch_size": 32, "version": 1}
+# max_new_tokens is a floor: `generation_budget` raises it for benchmarks with longer answers.
+# version 2: budget follows the longest answer (version 1 cut TOFU answers at 48 tokens).
+EVAL_SETTINGS = {"max_new_tokens": 48, "batch_size": 32, "version": 2}
+SCORED_SPLITS = ("forget", "retain", "world_facts")  # what `evaluate_model` scores by default
+
+
+def generation_budget(tokenizer, bench: Benchmark) -> int:
+    """Tokens to generate per question for ROUGE: the floor of EVAL_SETTINGS, or the longest
+    evaluated answer + its end token. A generation cut shorter than the reference caps ROUGE-L
+    recall below 1 even for a model that knows the answer (TOFU answers run to ~100 tokens;
+    the built-in benchmark's to 25, so its budget stays 48)."""
+    from atwu_core.evaluate import eval_rows
+
+    longest = max(
+        len(tokenizer(item.answer, add_special_tokens=False)["input_ids"])
+        for split in SCORED_SPLITS
+        for item in eval_rows(bench, split)
+    )
+    return max(EVAL_SETTINGS["max_new_tokens"], longest + 1)
 
 
 def cache_dir() -> Path:
@@ -40,7 +58,7 @@ def fixed_model_eval(model_dir: str, data: str, bench: Benchmark) -> dict[str, A
             tokenizer,
             bench,
             batch_size=EVAL_SETTINGS["batch_size"],
-            max_new_tokens=EVAL_SETTINGS["max_new_tokens"],
+            max_new_tokens=generation_budget(tokenizer, bench),
         )
 
     return cached_value(model_dir, data, EVAL_SETTINGS, compute)
@@ -70,7 +88,7 @@ def evaluate_run(model, tokenizer, bench: Benchmark, config: UnlearnConfig) -> d
         bench,
         reference_truth_ratios=reference,
         batch_size=EVAL_SETTINGS["batch_size"],
-        max_new_tokens=EVAL_SETTINGS["max_new_tokens"],
+        max_new_tokens=generation_budget(tokenizer, bench),
     )
     result["reference_model"] = retain_dir
     return result
