@@ -36,11 +36,21 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from tqdm import tqdm
 
+    from atwu_core import prepare as prep
     from atwu_core.config import FinetuneConfig, TinyModelConfig
-    from atwu_core.prepare import prepare
 
+    tofu = args.preset == "tofu-mini"
+    if args.tofu_dir is not None and not tofu:
+        raise ValueError("--tofu-dir is only read by --preset tofu-mini")
+    if tofu and (args.authors is not None or args.forget_fraction is not None):
+        raise ValueError(
+            "--authors and --forget-fraction shape the built-in benchmark; TOFU-mini is always "
+            "forget01's 2 authors + 10 retain authors"
+        )
     _quiet_transformers()
     bars: dict[str, tqdm] = {}
 
@@ -53,20 +63,36 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         if done == total:
             bar.close()
 
-    model_cfg = TinyModelConfig(hidden_size=args.hidden_size, intermediate_size=args.intermediate)
-    ft_cfg = FinetuneConfig(epochs=args.epochs, seed=args.seed)
-    report = prepare(
-        args.out,
-        n_authors=args.authors,
-        forget_fraction=args.forget_fraction,
-        seed=args.seed,
-        model_cfg=model_cfg,
-        ft_cfg=ft_cfg,
-        progress=progress,
+    # Options left unset take the preset's values.
+    base_model = prep.TOFU_MINI_MODEL if tofu else TinyModelConfig()
+    base_ft = prep.TOFU_MINI_FINETUNE if tofu else FinetuneConfig()
+    model_cfg = replace(
+        base_model,
+        **{
+            key: value
+            for key, value in (
+                ("hidden_size", args.hidden_size),
+                ("intermediate_size", args.intermediate),
+                ("vocab_size", args.vocab_size),
+            )
+            if value is not None
+        },
     )
+    ft_cfg = replace(base_ft, seed=args.seed, epochs=args.epochs or base_ft.epochs)
+    out = args.out or str(prep.TOFU_MINI_OUT if tofu else DEFAULT_SAMPLE)
+    common = {"seed": args.seed, "model_cfg": model_cfg, "ft_cfg": ft_cfg, "progress": progress}
+    if tofu:
+        report = prep.prepare_tofu_mini(out, args.tofu_dir or "hf:locuslab/TOFU", **common)
+    else:
+        report = prep.prepare(
+            out,
+            n_authors=20 if args.authors is None else args.authors,
+            forget_fraction=0.1 if args.forget_fraction is None else args.forget_fraction,
+            **common,
+        )
     q = report["quality"]
     print(
-        f"prepared {args.out}: {report['parameters'] / 1e6:.2f} M params | full model acc "
+        f"prepared {out}: {report['parameters'] / 1e6:.2f} M params | full model acc "
         f"forget {q['full/forget/acc']:.3f} retain {q['full/retain/acc']:.3f} "
         f"exact-match {q['full/forget/exact_match']:.2f} | retain model acc on forget "
         f"{q['retain/forget/acc']:.3f} | {sum(report['timings'].values()):.0f} s"
@@ -236,14 +262,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atwu", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("prepare", help="build sample_data/: benchmark + full and retain models")
-    p.add_argument("--out", default=str(DEFAULT_SAMPLE))
-    p.add_argument("--authors", type=int, default=20)
-    p.add_argument("--forget-fraction", type=float, default=0.1)
+    p = sub.add_parser(
+        "prepare", help="build a benchmark + full and retain models (sample_data/ by default)"
+    )
+    p.add_argument(
+        "--preset",
+        default="builtin",
+        choices=["builtin", "tofu-mini"],
+        help="builtin: the generated benchmark, into sample_data/; tofu-mini: forget01's 2 "
+        "authors + 10 retain authors + world facts of the real TOFU, into sample_data/tofu_mini/",
+    )
+    p.add_argument(
+        "--tofu-dir",
+        default=None,
+        help="tofu-mini: folder of TOFU's JSON files (default: hf:locuslab/TOFU, downloads)",
+    )
+    p.add_argument("--out", default=None, help="output folder (default: the preset's)")
+    p.add_argument("--authors", type=int, default=None, help="builtin only (default 20)")
+    p.add_argument("--forget-fraction", type=float, default=None, help="builtin only (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--hidden-size", type=int, default=256)
-    p.add_argument("--intermediate", type=int, default=672)
+    p.add_argument("--epochs", type=int, default=None, help="default: 30 builtin, 40 tofu-mini")
+    p.add_argument("--hidden-size", type=int, default=None, help="default 256")
+    p.add_argument("--intermediate", type=int, default=None, help="default 672")
+    p.add_argument(
+        "--vocab-size", type=int, default=None, help="default: 1024 builtin, 2048 tofu-mini"
+    )
     p.set_defaults(fn=cmd_prepare)
 
     p = sub.add_parser("methods", help="list methods with their hyperparameters and defaults")

@@ -1,8 +1,11 @@
-"""`atwu prepare`: build the built-in benchmark and the two tiny models from scratch.
+"""`atwu prepare`: build a benchmark and the two tiny models that memorise it, from scratch.
 
-    sample_data/benchmark/   forget/retain/world_facts/holdout .jsonl + meta.json
-    sample_data/models/full/     memorised every author (forget + retain) and the world facts
-    sample_data/models/retain/   never saw the forget authors: the forget-quality reference
+    <out>/benchmark/       forget/retain/world_facts/holdout .jsonl + meta.json
+    <out>/models/full/     memorised every author (forget + retain) and the world facts
+    <out>/models/retain/   never saw the forget authors: the forget-quality reference
+
+Two presets: `prepare` (the built-in benchmark, into sample_data/) and `prepare_tofu_mini` (a
+slice of the real TOFU text, `atwu_core.data.tofu_mini`, into sample_data/tofu_mini/).
 
 Deterministic for a seed: same benchmark bytes, same tokenizer, same initial weights and data
 order (CPU kernels make the trained weights reproducible on one machine, not bit-exact across
@@ -16,7 +19,7 @@ import multiprocessing as mp
 import queue as queue_mod
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -24,6 +27,7 @@ import torch
 from atwu_core.config import FinetuneConfig, TinyModelConfig
 from atwu_core.data.benchmark import generate_benchmark
 from atwu_core.data.schema import Benchmark, save_benchmark
+from atwu_core.data.tofu_mini import tofu_mini
 from atwu_core.model import (
     build_tiny_model,
     count_parameters,
@@ -34,6 +38,16 @@ from atwu_core.model import (
 from atwu_core.train import answer_stats, encode_items, finetune, seed_everything
 
 Progress = Callable[[str, int, int, float], None]  # (stage, done, total, loss)
+
+SAVE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# TOFU-mini (measured in docs/RESULTS.md, "TOFU-mini"): TOFU's free text needs a larger
+# vocabulary than the templated built-in benchmark to fit every answer in 128 positions (2048
+# tokens: longest prompt + answer 109; 1024 tokens: 138), and more epochs to memorise.
+# Weights are stored in bf16 to halve the committed sample data; `load_model` reads them back
+# as fp32 on CPU, and the post-save checks below measure the rounded weights.
+TOFU_MINI_MODEL = TinyModelConfig(vocab_size=2048)
+TOFU_MINI_FINETUNE = FinetuneConfig(epochs=40)
+TOFU_MINI_OUT = Path("sample_data") / "tofu_mini"
 
 
 def corpus_texts(bench: Benchmark) -> list[str]:
@@ -55,11 +69,15 @@ def greedy_exact_match(model, tokenizer, items) -> float:
     """Share of rows whose greedy answer equals the reference answer exactly."""
     from atwu_core.evaluate import generate_answers
 
-    answers = generate_answers(model, tokenizer, [it.question for it in items], max_new_tokens=64)
+    # Room for the longest answer and its end token (+ slack for a non-canonical tokenisation):
+    # a shorter budget would cut long TOFU answers and count them as misses.
+    longest = max(len(tokenizer(it.answer, add_special_tokens=False)["input_ids"]) for it in items)
+    questions = [it.question for it in items]
+    answers = generate_answers(model, tokenizer, questions, max_new_tokens=longest + 8)
     return sum(a == it.answer.strip() for a, it in zip(answers, items, strict=True)) / len(items)
 
 
-def _train_worker(name, items, tokenizer, model_cfg, ft_cfg, out_dir, queue) -> None:
+def _train_worker(name, items, tokenizer, model_cfg, ft_cfg, out_dir, save_dtype, queue) -> None:
     """One model in its own process with one thread: two of them use both cores fully, which
     beats one process with two threads on a model this small (measured in the benchmark script)."""
     torch.set_num_threads(1)
@@ -72,21 +90,23 @@ def _train_worker(name, items, tokenizer, model_cfg, ft_cfg, out_dir, queue) -> 
                 queue.put(("progress", name, done, total, loss))
 
         stats = finetune(model, tokenizer, items, ft_cfg, progress=report)
-        save_model(model, tokenizer, Path(out_dir) / "models" / name)
+        save_model(model.to(SAVE_DTYPES[save_dtype]), tokenizer, Path(out_dir) / "models" / name)
         queue.put(("done", name, stats))
     except BaseException as err:  # the parent must hear about it, not wait forever
         queue.put(("error", name, f"{type(err).__name__}: {err}"))
         raise
 
 
-def train_models_in_parallel(jobs: dict, tokenizer, model_cfg, ft_cfg, out_dir, progress):
+def train_models_in_parallel(
+    jobs: dict, tokenizer, model_cfg, ft_cfg, out_dir, progress, save_dtype: str = "float32"
+):
     """Fine-tune each `name -> items` job in a spawned process; returns `name -> stats`."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = [
         ctx.Process(
             target=_train_worker,
-            args=(name, items, tokenizer, model_cfg, ft_cfg, str(out_dir), queue),
+            args=(name, items, tokenizer, model_cfg, ft_cfg, str(out_dir), save_dtype, queue),
         )
         for name, items in jobs.items()
     ]
@@ -127,19 +147,93 @@ def prepare(
     ft_cfg: FinetuneConfig | None = None,
     progress: Progress | None = None,
 ) -> dict:
-    """Build benchmark + full and retain models; returns (and writes) a report with timings."""
-    out_dir = Path(out_dir)
-    model_cfg = model_cfg or TinyModelConfig()
-    ft_cfg = ft_cfg or FinetuneConfig(seed=seed)
-    timings: dict[str, float] = {}
-
+    """Built-in benchmark + full and retain models; returns (and writes) a report with timings."""
     t = time.perf_counter()
     bench = generate_benchmark(n_authors=n_authors, forget_fraction=forget_fraction, seed=seed)
+    seconds = time.perf_counter() - t
+    return build_models(
+        out_dir,
+        bench,
+        seed=seed,
+        model_cfg=model_cfg or TinyModelConfig(),
+        ft_cfg=ft_cfg or FinetuneConfig(seed=seed),
+        progress=progress,
+        benchmark_s=seconds,
+        report={"n_authors": n_authors, "forget_fraction": forget_fraction},
+    )
+
+
+def prepare_tofu_mini(
+    out_dir: str | Path = TOFU_MINI_OUT,
+    tofu_source: str | Path = "hf:locuslab/TOFU",
+    *,
+    n_retain_authors: int = 10,
+    n_holdout_authors: int = 2,
+    seed: int = 0,
+    model_cfg: TinyModelConfig | None = None,
+    ft_cfg: FinetuneConfig | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """TOFU-mini benchmark (from a TOFU folder or the hub) + full and retain models in bf16."""
+    t = time.perf_counter()
+    bench = tofu_mini(tofu_source, n_retain_authors, n_holdout_authors)
+    seconds = time.perf_counter() - t
+    return build_models(
+        out_dir,
+        bench,
+        seed=seed,
+        model_cfg=model_cfg or TOFU_MINI_MODEL,
+        ft_cfg=ft_cfg or replace(TOFU_MINI_FINETUNE, seed=seed),
+        progress=progress,
+        benchmark_s=seconds,
+        save_dtype="bfloat16",
+        report={
+            "preset": "tofu-mini",
+            "tofu_source": bench.meta["tofu_source"],
+            "n_authors": bench.meta["n_authors"],
+            "forget_fraction": bench.meta["forget_fraction"],
+        },
+    )
+
+
+def _check_lengths(tokenizer, bench: Benchmark, max_positions: int) -> None:
+    """Every trained row must fit the model's positions: unlearning truncates longer rows (and
+    fine-tuning would train positions the model was not built for)."""
+    from atwu_core.data.encode import encode_example
+
+    for split in ("forget", "retain", "world_facts"):
+        for item in getattr(bench, split):
+            n = len(encode_example(tokenizer, item.question, item.answer, id=item.id).input_ids)
+            if n > max_positions:
+                raise ValueError(
+                    f"{split} row {item.id}: question + answer are {n} tokens, more than the "
+                    f"model's max_positions={max_positions}; raise the vocabulary size or "
+                    "max_positions"
+                )
+
+
+def build_models(
+    out_dir: str | Path,
+    bench: Benchmark,
+    *,
+    seed: int,
+    model_cfg: TinyModelConfig,
+    ft_cfg: FinetuneConfig,
+    progress: Progress | None,
+    benchmark_s: float,
+    report: dict,
+    save_dtype: str = "float32",
+) -> dict:
+    """Save `bench`, train the tokenizer and both models, check them; write the report."""
+    if save_dtype not in SAVE_DTYPES:
+        raise ValueError(f"save_dtype={save_dtype!r} is invalid: use {', '.join(SAVE_DTYPES)}")
+    out_dir = Path(out_dir)
+    timings: dict[str, float] = {"benchmark_s": benchmark_s}
     save_benchmark(out_dir / "benchmark", bench)
-    timings["benchmark_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     tokenizer = train_tokenizer(corpus_texts(bench), vocab_size=model_cfg.vocab_size)
+    _check_lengths(tokenizer, bench, model_cfg.max_positions)
     timings["tokenizer_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -147,8 +241,11 @@ def prepare(
         "full": [*bench.forget, *bench.retain, *bench.world_facts],
         "retain": [*bench.retain, *bench.world_facts],  # never sees the forget authors
     }
-    train_stats = train_models_in_parallel(jobs, tokenizer, model_cfg, ft_cfg, out_dir, progress)
+    train_stats = train_models_in_parallel(
+        jobs, tokenizer, model_cfg, ft_cfg, out_dir, progress, save_dtype
+    )
     timings["train_models_s"] = time.perf_counter() - t
+    # Loaded back from disk: the checks measure the stored (possibly bf16-rounded) weights.
     full, _ = load_model(out_dir / "models" / "full", device="cpu")
     retain, _ = load_model(out_dir / "models" / "retain", device="cpu")
 
@@ -166,11 +263,11 @@ def prepare(
 
     report = {
         "seed": seed,
-        "n_authors": n_authors,
-        "forget_fraction": forget_fraction,
+        **report,
         "parameters": count_parameters(full),
         "model": asdict(model_cfg),
         "finetune": asdict(ft_cfg),
+        "save_dtype": save_dtype,
         "final_loss": {name: st["final_loss"] for name, st in train_stats.items()},
         "quality": quality,
         "timings": timings,

@@ -65,6 +65,21 @@ def test_bad_input_is_one_clear_line_and_exit_2(tiny_lab, tmp_path, capsys, argv
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--tofu-dir", "x"], "--tofu-dir is only read by --preset tofu-mini"),
+        (["--preset", "tofu-mini", "--authors", "5"], "--authors and --forget-fraction shape"),
+        (["--preset", "tofu-mini", "--tofu-dir", "/no/such/tofu"], "/no/such/tofu does not exist"),
+    ],
+)
+def test_prepare_preset_mistakes_fail_before_writing(tmp_path, capsys, argv, message):
+    assert main(["prepare", *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_parse_helpers():
     assert parse_sets(["beta=5", "saturation = plain"]) == {"beta": "5", "saturation": "plain"}
     assert parse_sweep("beta=1, 2,5") == ("beta", ["1", "2", "5"])
