@@ -4,10 +4,15 @@ A thin layer over `atwu_core.runs` (reading run folders) and `atwu_core.viz` (fi
 science. Torch is never imported here: runs are launched as subprocesses (dashboard/jobs.py) and
 `atwu_core.probe` is imported only when the user asks to score a text.
 
-Environment: `ATWU_RUNS_DIRS` (folders to list, separated by os.pathsep; default
-`sample_data/runs` next to the repo and `./runs`), `ATWU_NEW_RUNS_DIR` (where launched runs go;
-default `./runs`), `ATWU_BENCHMARK_DIR` (default `sample_data/benchmark`), `ATWU_MODEL_DIR` (the
-model new runs start from; default `sample_data/models/full`).
+The sidebar picks the dataset: the built-in benchmark, or TOFU-mini (real TOFU text, built by
+`atwu prepare --preset tofu-mini`). Runs listed, data browser and run launcher follow the choice.
+
+Environment, built-in benchmark: `ATWU_RUNS_DIRS` (folders to list, separated by os.pathsep;
+default `sample_data/runs` next to the repo and `./runs`), `ATWU_NEW_RUNS_DIR` (where launched runs
+go; default `./runs`), `ATWU_BENCHMARK_DIR` (default `sample_data/benchmark`), `ATWU_MODEL_DIR`
+(the model new runs start from; default `sample_data/models/full`). TOFU-mini: `ATWU_TOFU_MINI_DIR`
+(default `sample_data/tofu_mini`, holding benchmark/, models/full/ and runs/); its launched runs go
+to `tofu_mini/` inside the new-runs folder.
 """
 
 from __future__ import annotations
@@ -52,11 +57,39 @@ HIGHLIGHT_METHOD = "atwu"  # drawn with a thicker line
 FULL_MODEL_METHODS = ("full", "finetune", "none")
 
 
+# The datasets the sidebar offers; the first is the default.
+BUILTIN = "Built-in benchmark"
+TOFU_MINI = "TOFU-mini (real TOFU text)"
+DATASETS = (BUILTIN, TOFU_MINI)
+# Session state that holds one dataset's folders or runs: dropped when the dataset changes, so the
+# widgets start again on the new dataset's defaults (every run of it selected).
+DATASET_STATE = (
+    "runs_dirs",
+    "selected_runs",
+    "_known_runs",
+    "exp_model",
+    "exp_data",
+    "data_file",
+    "data_row",
+)
+
+
 # ---------------------------------------------------------------------------------------------
 # Configuration and cached loading
 
 
+def tofu_mini() -> bool:
+    """The sidebar's dataset is TOFU-mini (every folder below follows it)."""
+    return st.session_state.get("dataset") == TOFU_MINI
+
+
+def tofu_mini_dir() -> Path:
+    return Path(os.environ.get("ATWU_TOFU_MINI_DIR", ROOT / "sample_data" / "tofu_mini"))
+
+
 def default_runs_dirs() -> list[str]:
+    if tofu_mini():
+        return [str(tofu_mini_dir() / "runs")]
     env = os.environ.get("ATWU_RUNS_DIRS")
     if env:
         return [d for d in env.split(os.pathsep) if d.strip()]
@@ -64,15 +97,26 @@ def default_runs_dirs() -> list[str]:
 
 
 def new_runs_dir() -> Path:
-    return Path(os.environ.get("ATWU_NEW_RUNS_DIR", Path.cwd() / "runs")).resolve()
+    base = Path(os.environ.get("ATWU_NEW_RUNS_DIR", Path.cwd() / "runs")).resolve()
+    # A sub-folder, so runs on one dataset are never listed with the other's.
+    return base / "tofu_mini" if tofu_mini() else base
 
 
 def benchmark_dir() -> Path:
+    if tofu_mini():
+        return tofu_mini_dir() / "benchmark"
     return Path(os.environ.get("ATWU_BENCHMARK_DIR", ROOT / "sample_data" / "benchmark"))
 
 
 def model_dir() -> Path:
+    if tofu_mini():
+        return tofu_mini_dir() / "models" / "full"
     return Path(os.environ.get("ATWU_MODEL_DIR", ROOT / "sample_data" / "models" / "full"))
+
+
+def _switch_dataset() -> None:
+    for key in DATASET_STATE:
+        st.session_state.pop(key, None)
 
 
 def _stat_sig(paths: list[Path]) -> tuple:
@@ -242,6 +286,15 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
     st.sidebar.caption("Token-level LLM unlearning, token by token.")
     with st.sidebar.expander("What is ATWU?"):
         st.markdown(teaching.ATWU_BLURB)
+    st.sidebar.radio(
+        "Dataset",
+        DATASETS,
+        key="dataset",
+        on_change=_switch_dataset,
+        help="Built-in: generated authors whose facts sit at known positions. TOFU-mini: the "
+        "real TOFU text (forget01's 2 authors, 10 retain authors, world facts) on a tiny model "
+        "trained on it, spans derived by rule. Runs, data and new runs follow this choice.",
+    )
     text = st.sidebar.text_area(
         "Runs folders (one per line)",
         value="\n".join(default_runs_dirs()),

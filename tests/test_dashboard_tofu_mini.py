@@ -1,0 +1,109 @@
+"""The dashboard's dataset choice: TOFU-mini's runs, data and launcher folders replace the
+built-in benchmark's."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from conftest import SAMPLE
+from fake_runs import write_fake_benchmark, write_fake_run, write_fake_runs
+from streamlit.components.v2 import manifest_scanner
+from streamlit.testing.v1 import AppTest
+
+from atwu_core.data.schema import Benchmark, QAItem, Span, save_benchmark
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+TOFU_MINI = "TOFU-mini (real TOFU text)"
+ANSWER = "Basil Mahfouz Al-Kuwaiti was born in Kuwait City."
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    """Built-in: two fake runs and a fake benchmark; TOFU-mini: one run and a one-row benchmark."""
+    write_fake_runs(tmp_path / "runs", methods=("atwu", "wga"))
+    monkeypatch.setenv("ATWU_RUNS_DIRS", str(tmp_path / "runs"))
+    monkeypatch.setenv("ATWU_NEW_RUNS_DIR", str(tmp_path / "new"))
+    monkeypatch.setenv("ATWU_BENCHMARK_DIR", str(write_fake_benchmark(tmp_path / "bench")))
+    monkeypatch.setenv("ATWU_MODEL_DIR", str(tmp_path / "model"))
+    tofu = tmp_path / "tofu"
+    write_fake_run(tofu / "runs", "npo", run_id="tofu-npo")
+    row = QAItem(
+        id="forget01-0000",
+        author_id=198,
+        author="Basil Mahfouz Al-Kuwaiti",
+        question="Where was Basil Mahfouz Al-Kuwaiti born?",
+        answer=ANSWER,
+        spans=[Span(0, 24, "name")],
+    )
+    save_benchmark(tofu / "benchmark", Benchmark([row], [], [], [], {"source": "tofu-mini"}))
+    monkeypatch.setenv("ATWU_TOFU_MINI_DIR", str(tofu))
+    # No Streamlit "v2 component" scan per AppTest run (~1.4 s; the app uses none).
+    monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda: [])
+    st.cache_data.clear()
+    yield types.SimpleNamespace(root=tmp_path, tofu=tofu, new=tmp_path / "new")
+    st.cache_data.clear()
+
+
+def open_app(view: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["view"] = view
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def html_with(at: AppTest, needle: str) -> str:
+    found = [h.value for h in at.html if needle in h.value]
+    assert found, f"no st.html element contains {needle!r}"
+    return found[0]
+
+
+def switch(at, dataset: str):
+    at.sidebar.radio(key="dataset").set_value(dataset).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_switching_to_tofu_mini_moves_runs_data_and_launcher(lab):
+    at = open_app("Data")
+    assert at.sidebar.radio(key="dataset").value == "Built-in benchmark"
+    builtin_runs = at.multiselect(key="selected_runs").value
+    assert len(builtin_runs) == 2
+    at = switch(at, TOFU_MINI)
+    assert at.text_area(key="runs_dirs").value == str(lab.tofu / "runs")
+    assert at.multiselect(key="selected_runs").value == [str(lab.tofu / "runs" / "tofu-npo")]
+    files = ["forget.jsonl", "holdout.jsonl", "retain.jsonl", "world_facts.jsonl"]
+    assert at.selectbox(key="data_file").options == files
+    html = html_with(at, "Kuwait City")
+    assert 'title="name">Basil Mahfouz Al-Kuwaiti</mark>' in html
+    at.session_state["view"] = "Run a new experiment"
+    at.run()
+    assert at.text_input(key="exp_model").value == str(lab.tofu / "models" / "full")
+    assert at.text_input(key="exp_data").value == str(lab.tofu / "benchmark")
+    assert any(str(lab.new / "tofu_mini") in c.value for c in at.caption)
+    # Back: the built-in folders and runs return.
+    at = switch(at, "Built-in benchmark")
+    assert at.text_input(key="exp_data").value == str(lab.root / "bench")
+    assert sorted(at.multiselect(key="selected_runs").value) == sorted(builtin_runs)
+
+
+@pytest.mark.skipif(
+    not (SAMPLE / "tofu_mini" / "runs").is_dir(),
+    reason="sample_data/tofu_mini/runs missing: see docs/RESULTS.md, TOFU-mini",
+)
+def test_committed_tofu_mini_runs_and_text(lab, monkeypatch):
+    monkeypatch.delenv("ATWU_TOFU_MINI_DIR")  # the defaults of a fresh clone
+    monkeypatch.chdir(lab.root)
+    at = switch(open_app("Generations"), TOFU_MINI)
+    sidebar = at.multiselect(key="selected_runs")
+    labels = {sidebar.format_func(p) for p in sidebar.value}
+    assert {"atwu", "grad_diff", "npo", "full model (before)", "retain model (target)"} <= labels
+    # Real TOFU text, forget spans outlined, generations of the full model beside the answer.
+    html = html_with(at, "True answer")
+    assert "full model (before)</" in html and "<mark" in html
+    at.session_state["view"] = "Data"
+    at.run()
+    assert "Basil Mahfouz Al-Kuwaiti" in set(at.dataframe[0].value["author"])
