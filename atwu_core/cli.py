@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--authors", type=int, default=None, help="builtin only (default 20)")
     p.add_argument("--forget-fraction", type=float, default=None, help="builtin only (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="default: 30 builtin, 40 tofu-mini")
+    p.add_argument("--epochs", type=int, default=None, help="default: 30 builtin, 20 tofu-mini")
     p.add_argument("--hidden-size", type=int, default=None, help="default 256")
     p.add_argument("--intermediate", type=int, default=None, help="default 672")
     p.add_argument(
