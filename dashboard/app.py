@@ -61,18 +61,6 @@ FULL_MODEL_METHODS = ("full", "finetune", "none")
 BUILTIN = "Built-in benchmark"
 TOFU_MINI = "TOFU-mini (real TOFU text)"
 DATASETS = (BUILTIN, TOFU_MINI)
-# Session state that holds one dataset's folders or runs: dropped when the dataset changes, so the
-# widgets start again on the new dataset's defaults (every run of it selected).
-DATASET_STATE = (
-    "runs_dirs",
-    "selected_runs",
-    "_known_runs",
-    "exp_model",
-    "exp_data",
-    "data_file",
-    "data_row",
-)
-
 
 # ---------------------------------------------------------------------------------------------
 # Configuration and cached loading
@@ -114,9 +102,11 @@ def model_dir() -> Path:
     return Path(os.environ.get("ATWU_MODEL_DIR", ROOT / "sample_data" / "models" / "full"))
 
 
-def _switch_dataset() -> None:
-    for key in DATASET_STATE:
-        st.session_state.pop(key, None)
+def dataset_key(key: str) -> str:
+    """The key of a widget that holds a dataset's folders or runs, one per dataset: on the
+    other dataset it is another widget, so the browser never sends one dataset's folders (or
+    run selection) back for the other's, and each keeps its own while the other is shown."""
+    return f"{key}_tofu_mini" if tofu_mini() else key
 
 
 def _stat_sig(paths: list[Path]) -> tuple:
@@ -290,7 +280,6 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
         "Dataset",
         DATASETS,
         key="dataset",
-        on_change=_switch_dataset,
         help="Built-in: generated authors whose facts sit at known positions. TOFU-mini: the "
         "real TOFU text (forget01's 2 authors, 10 retain authors, world facts) on a tiny model "
         "trained on it, spans derived by rule. Runs, data and new runs follow this choice.",
@@ -298,7 +287,7 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
     text = st.sidebar.text_area(
         "Runs folders (one per line)",
         value="\n".join(default_runs_dirs()),
-        key="runs_dirs",
+        key=dataset_key("runs_dirs"),
         help="Every sub-folder holding a run.json is a run. New runs you launch go to "
         f"{new_runs_dir()}, which is always listed.",
     )
@@ -323,19 +312,20 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
     labels = label_runs(ok)
     paths = list(labels)
     # New runs (e.g. one just launched) join the selection instead of hiding behind it.
-    known = st.session_state.setdefault("_known_runs", set())
-    if "selected_runs" in st.session_state:
-        st.session_state["selected_runs"] = [
-            p for p in st.session_state["selected_runs"] if p in labels
-        ] + [p for p in paths if p not in known]
+    known = st.session_state.setdefault(dataset_key("_known_runs"), set())
+    picked = dataset_key("selected_runs")
+    if picked in st.session_state:
+        st.session_state[picked] = [p for p in st.session_state[picked] if p in labels] + [
+            p for p in paths if p not in known
+        ]
     else:
-        st.session_state["selected_runs"] = paths
+        st.session_state[picked] = paths
     known.update(paths)
     status = dict(zip(ok["path"], ok["status"], strict=True))
     selected = st.sidebar.multiselect(
         "Runs to show",
         paths,
-        key="selected_runs",
+        key=picked,
         # Only an unusual status is worth the room (18 sample runs share a narrow sidebar).
         format_func=lambda p: labels[p] + ("" if status[p] == "finished" else f" [{status[p]}]"),
     )
@@ -762,13 +752,13 @@ def experiment_view() -> None:
     model = c1.text_input(
         "Model folder",
         value=str(model_dir()),
-        key="exp_model",
+        key=dataset_key("exp_model"),
         help="The fine-tuned model to unlearn (`atwu prepare` builds sample_data/models/full).",
     )
     data = c2.text_input(
         "Benchmark folder",
         value=str(benchmark_dir()),
-        key="exp_data",
+        key=dataset_key("exp_data"),
         help="The benchmark whose forget split is unlearned (forget.jsonl, retain.jsonl, ...).",
     )
     job: jobs.Job | None = st.session_state.get("job")
@@ -866,7 +856,7 @@ def data_view() -> None:
     if not files:
         st.info(f"No benchmark files (*.jsonl) in `{bench}` (set `ATWU_BENCHMARK_DIR`).")
         return
-    name = st.selectbox("File", [f.name for f in files], key="data_file")
+    name = st.selectbox("File", [f.name for f in files], key=dataset_key("data_file"))
     rows, errors = read_jsonl(bench / name)
     for message in errors[:5]:
         st.warning(f"Unreadable line skipped: {message}")
@@ -877,7 +867,7 @@ def data_view() -> None:
     cols = [c for c in ("id", "author", "question", "answer") if c in table.columns]
     st.dataframe(table[cols], key="data_table", hide_index=True)
     ids = [str(r.get("id", i)) for i, r in enumerate(rows)]
-    chosen = st.selectbox("Row", ids, key="data_row")
+    chosen = st.selectbox("Row", ids, key=dataset_key("data_row"))
     row = rows[ids.index(chosen)]
     shown = [("Question", viz.spans_html(str(row.get("question", "")), []))]
     for label, text_key, spans_key in (

@@ -72,22 +72,29 @@ def test_switching_to_tofu_mini_moves_runs_data_and_launcher(lab):
     assert at.sidebar.radio(key="dataset").value == "Built-in benchmark"
     builtin_runs = at.multiselect(key="selected_runs").value
     assert len(builtin_runs) == 2
+    at.multiselect(key="selected_runs").set_value(builtin_runs[:1]).run()
     at = switch(at, TOFU_MINI)
-    assert at.text_area(key="runs_dirs").value == str(lab.tofu / "runs")
-    assert at.multiselect(key="selected_runs").value == [str(lab.tofu / "runs" / "tofu-npo")]
+    # Widgets holding a dataset's folders are keyed per dataset (the browser keeps a widget's
+    # value across reruns: one widget for both would send the built-in folders back).
+    assert at.text_area(key="runs_dirs_tofu_mini").value == str(lab.tofu / "runs")
+    tofu_run = str(lab.tofu / "runs" / "tofu-npo")
+    assert at.multiselect(key="selected_runs_tofu_mini").value == [tofu_run]
     files = ["forget.jsonl", "holdout.jsonl", "retain.jsonl", "world_facts.jsonl"]
-    assert at.selectbox(key="data_file").options == files
+    assert at.selectbox(key="data_file_tofu_mini").options == files
     html = html_with(at, "Kuwait City")
     assert 'title="name">Basil Mahfouz Al-Kuwaiti</mark>' in html
     at.session_state["view"] = "Run a new experiment"
     at.run()
-    assert at.text_input(key="exp_model").value == str(lab.tofu / "models" / "full")
-    assert at.text_input(key="exp_data").value == str(lab.tofu / "benchmark")
+    assert at.text_input(key="exp_model_tofu_mini").value == str(lab.tofu / "models" / "full")
+    assert at.text_input(key="exp_data_tofu_mini").value == str(lab.tofu / "benchmark")
     assert any(str(lab.new / "tofu_mini") in c.value for c in at.caption)
+    at.session_state["view"] = "Token view"
+    at.run()
+    assert at.selectbox(key="tv_run").value == "npo"  # the TOFU-mini run, not a built-in one
     # Back: the built-in folders and runs return.
     at = switch(at, "Built-in benchmark")
-    assert at.text_input(key="exp_data").value == str(lab.root / "bench")
-    assert sorted(at.multiselect(key="selected_runs").value) == sorted(builtin_runs)
+    assert at.multiselect(key="selected_runs").value == builtin_runs
+    assert at.selectbox(key="tv_run").value == "atwu"
 
 
 @pytest.mark.skipif(
@@ -98,7 +105,7 @@ def test_committed_tofu_mini_runs_and_text(lab, monkeypatch):
     monkeypatch.delenv("ATWU_TOFU_MINI_DIR")  # the defaults of a fresh clone
     monkeypatch.chdir(lab.root)
     at = switch(open_app("Generations"), TOFU_MINI)
-    sidebar = at.multiselect(key="selected_runs")
+    sidebar = at.multiselect(key="selected_runs_tofu_mini")
     labels = {sidebar.format_func(p) for p in sidebar.value}
     assert {"atwu", "grad_diff", "npo", "full model (before)", "retain model (target)"} <= labels
     # Real TOFU text, forget spans outlined, generations of the full model beside the answer.
