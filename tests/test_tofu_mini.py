@@ -91,3 +91,41 @@ def test_bad_author_counts_say_what_is_allowed(kwargs, message):
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         tofu_mini(tmp_path / "nope")
+
+
+# ---- atwu prepare --preset tofu-mini, shrunk: 1 retain author, a 32-wide model, 1 epoch --------
+
+
+def test_prepare_writes_the_benchmark_and_bf16_models(tmp_path):
+    from safetensors import safe_open
+
+    from atwu_core.config import FinetuneConfig, TinyModelConfig
+    from atwu_core.data.schema import load_benchmark
+    from atwu_core.prepare import prepare_tofu_mini
+
+    report = prepare_tofu_mini(
+        tmp_path,
+        TOFU_DIR,
+        n_retain_authors=1,
+        n_holdout_authors=1,
+        model_cfg=TinyModelConfig(vocab_size=2048, hidden_size=32, intermediate_size=64),
+        ft_cfg=FinetuneConfig(epochs=1),
+    )
+    bench = load_benchmark(tmp_path / "benchmark")
+    assert (len(bench.forget), len(bench.retain), len(bench.holdout)) == (40, 20, 20)
+    assert report["preset"] == "tofu-mini" and report["save_dtype"] == "bfloat16"
+    assert report["n_authors"] == 3 and report["tofu_source"] == str(TOFU_DIR)
+    for name in ("full", "retain"):
+        with safe_open(tmp_path / "models" / name / "model.safetensors", "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}  # noqa: SIM118
+    assert 0 <= report["quality"]["full/forget/acc"] <= 1
+
+
+def test_prepare_refuses_rows_longer_than_the_model(tmp_path):
+    from atwu_core.config import TinyModelConfig
+    from atwu_core.prepare import prepare_tofu_mini
+
+    tiny = TinyModelConfig(vocab_size=300, hidden_size=32, intermediate_size=64, max_positions=64)
+    with pytest.raises(ValueError, match=r"row forget01-0000: question \+ answer are \d+ tokens"):
+        prepare_tofu_mini(tmp_path, TOFU_DIR, n_retain_authors=1, model_cfg=tiny)
+    assert not (tmp_path / "models").exists()
