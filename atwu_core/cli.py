@@ -131,6 +131,8 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     path = unlearn(config, runs_dir=args.runs_dir, callback=callback, evaluate=args.eval)
     if bar is not None:
         bar.close()
+    if path is None:
+        return 0  # a non-main process of a data-parallel run: the main one reports
     from atwu_core.runs import load_run
 
     run = load_run(path)
@@ -165,6 +167,11 @@ def _unlearn_config(args: argparse.Namespace, method: str):
         dtype=args.dtype,
         save_model=args.save_model,
         trust_remote_code=args.trust_remote_code,
+        grad_accum=args.grad_accum,
+        grad_checkpointing=args.grad_checkpointing,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_targets=args.lora_targets,
     )
 
 
@@ -303,6 +310,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--save-model", action="store_true")
     p.add_argument("--trust-remote-code", action="store_true")
+    scale = p.add_argument_group("scale (docs/GPU.md)")
+    scale.add_argument(
+        "--grad-accum",
+        type=int,
+        default=1,
+        help="micro-batches per optimiser step (--batch-size is the whole step's batch)",
+    )
+    scale.add_argument(
+        "--grad-checkpointing", action="store_true", help="recompute activations in backward"
+    )
+    scale.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 trains every weight")
+    scale.add_argument("--lora-alpha", type=float, default=16.0)
+    scale.add_argument(
+        "--lora-targets", default="all-linear", help='"all-linear" or e.g. "q_proj,v_proj"'
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,11 +47,21 @@ def fixed_model_eval(model_dir: str, data: str, bench: Benchmark) -> dict[str, A
 
 
 def cached_value(model_dir: str, data: str, settings: dict, compute) -> dict[str, Any]:
-    """`compute()` cached by content hash of (model, data, settings) when both are local folders."""
+    """`compute()` cached by content hash of (model, data, settings) when both are local folders.
+
+    `data` is a benchmark folder or `<loader>:<selection>@<folder>` (e.g. `tofu:forget10@dir`):
+    the folder's bytes and the selection both go into the key. Hub ids are never cached: their
+    bytes are not known without a download.
+    """
     from atwu_core.evaluate import cached_eval
 
-    if Path(model_dir).is_dir() and Path(data).is_dir():
-        return cached_eval(model_dir, data, cache_dir(), settings, compute)
+    folder = data
+    loader, sep, rest = data.partition(":")
+    if sep and "@" in rest and not Path(data).exists():
+        selection, _, folder = rest.rpartition("@")
+        settings = {**settings, "data": f"{loader}:{selection}"}
+    if Path(model_dir).is_dir() and Path(folder).is_dir():
+        return cached_eval(model_dir, folder, cache_dir(), settings, compute)
     return compute()
 
 
