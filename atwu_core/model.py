@@ -101,6 +101,20 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
 
+def _what_to_do(err: BaseException, name: str) -> str:
+    """The fix for a failed hub load: gated models need a licence and a login, not a new id."""
+    if "gated" in str(err).lower():
+        return (
+            f"{name} is a gated model: accept its licence on https://huggingface.co/{name} "
+            "with your account, then log in here (`hf auth login`, or set HF_TOKEN)."
+        )
+    return (
+        "Check the id/path, that you are logged in for gated models (`hf auth login`, after "
+        "accepting the licence on the model page), and that the hub is reachable "
+        "(HF_HUB_OFFLINE unset)."
+    )
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device != "auto":
         return torch.device(device)
@@ -153,9 +167,7 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise ValueError(
-            f"could not load a tokenizer from {where}: {_one_line(err)}. Check the id/path, that "
-            "you are logged in for gated models (`hf auth login`, after accepting the licence on "
-            "the model page), and that the hub is reachable (HF_HUB_OFFLINE unset)."
+            f"could not load a tokenizer from {where}: {_one_line(err)}. {_what_to_do(err, name)}"
         ) from err
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
