@@ -120,7 +120,7 @@ def test_name_parts_skip_words_another_target_shares():
 
 def test_derive_spans_all_three_rules_by_hand():
     other = vocabulary(["In Oslo she met a student. Chess was her hobby in 1990."])
-    text = 'Quenby, "the Lantern", met Teodor Vance in Oslo in 1977. Chess and Tegwen followed.'
+    text = 'Quenby, "the Lantern", met Teodor Vance in Oslo in 1977. Later Tegwen and Chess won.'
     names = ["Teodor Vance", "Quenby"]
     assert spans_text(text, derive_spans(text, names, ["the Lantern"], other)) == [
         ("Quenby", "name"),
@@ -128,7 +128,7 @@ def test_derive_spans_all_three_rules_by_hand():
         ("Teodor Vance", "name"),  # swallows its own capitalised words
         ("1977", "fact"),  # a number no other target's text has ("1990" would not be)
         ("Tegwen", "fact"),  # capitalised, not sentence-initial, unseen elsewhere
-    ]  # "Oslo" and "Chess" occur in other targets' text: not facts
+    ]  # "Oslo" and "Chess" occur in other targets' text; "Later" is only sentence-initial
 
 
 def test_name_is_a_span_wherever_it_appears_and_every_passage_has_one():
