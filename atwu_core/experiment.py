@@ -66,8 +66,14 @@ def cached_value(model_dir: str, data: str, settings: dict, compute) -> dict[str
 
 
 def evaluate_run(model, tokenizer, bench: Benchmark, config: UnlearnConfig) -> dict[str, Any]:
-    """TOFU evaluation of an unlearned model; forget quality when a retain model is known."""
+    """TOFU evaluation of an unlearned model; forget quality when a retain model is known.
+    An RWKU benchmark gets RWKU's own metrics instead (no retain model exists for it)."""
     from atwu_core.evaluate import evaluate_model
+
+    if bench.meta.get("source") == "rwku":
+        from atwu_core.rwku_eval import evaluate_rwku
+
+        return evaluate_rwku(model, tokenizer, bench) | {"reference_model": None}
 
     reference = None
     retain_dir = retain_model_for(config)

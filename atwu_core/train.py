@@ -311,7 +311,12 @@ def retain_loss(
 
 
 def load_data(data: str) -> Benchmark:
-    """`path/to/benchmark` (our format) or `tofu:<forget split>[@<folder or hf:id>]`."""
+    """`path/to/benchmark` (our format), `tofu:<forget split>[@<folder or hf:id>]` or
+    `rwku:<subjects>@<folder or hf:jinzhuoran/RWKU>` (atwu_core.data.rwku)."""
+    if data.startswith("rwku:"):
+        from atwu_core.data.rwku import load_rwku_selection
+
+        return load_rwku_selection(data[len("rwku:") :])
     if data.startswith("tofu:"):
         from atwu_core.data.tofu import load_tofu
 

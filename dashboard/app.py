@@ -50,6 +50,11 @@ DEFAULT_PLOT_FALLBACK = 6  # runs plotted by default when none of those methods 
 HIGHLIGHT_METHOD = "atwu"  # drawn with a thicker line
 # Runs of the starting model evaluated without unlearning, whose generations are "the full model".
 FULL_MODEL_METHODS = ("full", "finetune", "none")
+# Trade-off plot axes, in order of preference: TOFU's, then RWKU's (docs/DATA.md "RWKU").
+TRADEOFF_DEFAULTS = {
+    "tr_x": ("model_utility", "rwku/neighbor_avg_rougeL"),
+    "tr_y": ("forget_quality", "rwku/forget_avg_rougeL"),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,12 +560,14 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
         st.info("No finished run has eval.json metrics yet.")
         return
     board.insert(0, "run", [label for label, run in done.items() if run.eval])  # unique
-    for key, default in (("tr_x", "model_utility"), ("tr_y", "forget_quality")):
+    # TOFU's axes first; an RWKU-only board has neither, so its own pair comes next.
+    for key, defaults in TRADEOFF_DEFAULTS.items():
         if st.session_state.get(key) not in numeric:
-            st.session_state[key] = default if default in numeric else numeric[0]
+            st.session_state[key] = next((d for d in defaults if d in numeric), numeric[0])
     c1, c2 = st.columns(2)
-    x = c1.selectbox("x axis", numeric, key="tr_x", help=teaching.describe_metric("model_utility"))
-    y = c2.selectbox("y axis", numeric, key="tr_y", help=teaching.describe_metric("forget_quality"))
+    x_help, y_help = (teaching.describe_metric(st.session_state[k]) for k in TRADEOFF_DEFAULTS)
+    x = c1.selectbox("x axis", numeric, key="tr_x", help=x_help)
+    y = c2.selectbox("y axis", numeric, key="tr_y", help=y_help)
     plot(viz.tradeoff_scatter(board, x=x, y=y, label="run"), "tr_scatter")
     teach("leaderboard")
     st.dataframe(board, key="leaderboard", hide_index=True)
