@@ -289,7 +289,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         default=str(DEFAULT_SAMPLE / "benchmark"),
-        help="benchmark folder, or tofu:<forget split>[@<folder|hf:locuslab/TOFU>]",
+        help="benchmark folder, tofu:<forget split>[@<folder|hf:locuslab/TOFU>], or "
+        "rwku:<first10|name,name>@<folder|hf:jinzhuoran/RWKU> (docs/RWKU.md)",
     )
     p.add_argument("--retain-model", default=None, help="forget-quality reference model")
     p.add_argument("--runs-dir", default="runs")
