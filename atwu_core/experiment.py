@@ -16,8 +16,13 @@ from atwu_core.data.schema import Benchmark
 EVAL_SETTINGS = {"max_new_tokens": 48, "batch_size": 32, "version": 1}
 
 
+def cache_root() -> Path:
+    """`$ATWU_CACHE`, default `~/.cache/atwu`: cached evaluations and converted models."""
+    return Path(os.environ.get("ATWU_CACHE", Path.home() / ".cache" / "atwu"))
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("ATWU_CACHE", Path.home() / ".cache" / "atwu")) / "evals"
+    return cache_root() / "evals"
 
 
 def retain_model_for(config: UnlearnConfig) -> str | None:

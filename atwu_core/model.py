@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from atwu_core.config import TinyModelConfig
+from atwu_core.gguf import gguf_folder, is_gguf_spec
 
 SPECIAL_TOKENS = ("<|pad|>", "<|user|>", "<|assistant|>", "<|end|>")
 # One user turn, then the assistant's answer ends with <|end|> (the eos). The model is trained on
@@ -146,8 +147,12 @@ def load_model(
     """Load a causal LM and its fast tokenizer from a local folder or (if asked) a hub id.
 
     Safetensors only (`use_safetensors=True`); remote code only when `trust_remote_code=True`.
+    `smollm2` and `gguf:<file>` name GGUF models, converted once into a cached folder
+    (`atwu_core.gguf`).
     """
     name = str(name_or_path)
+    if is_gguf_spec(name):
+        name = str(gguf_folder(name))
     local = Path(name).expanduser()
     # A hub id is "name" or "org/name"; anything else (absolute, ./, ~, deeper paths) is a path.
     is_hub_id = _HUB_ID.fullmatch(name) is not None and not name.startswith(".")
