@@ -113,3 +113,13 @@ def test_a_failed_conversion_leaves_nothing_behind(monkeypatch, tmp_path: Path):
         gguf.gguf_folder(f"gguf:{src}")
     assert list((tmp_path / "cache" / "models").iterdir()) == []
 
+
+def test_convert_gguf_command_refuses_bad_input(tmp_path: Path, capsys):
+    from atwu_core.cli import main
+
+    assert main(["convert-gguf", str(tmp_path / "nope.gguf"), "--out", str(tmp_path / "o")]) == 2
+    assert "nope.gguf (from model 'gguf:" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "config.json").write_text("{}")
+    assert main(["convert-gguf", "smollm2", "--out", str(tmp_path / "full")]) == 2
+    assert "is not empty; pick a new folder" in capsys.readouterr().err
