@@ -59,8 +59,8 @@ TRADEOFF_DEFAULTS = {
 # Starting models offered by the run launcher: a folder (the tiny sample models), or SmolLM2.
 MODEL_FOLDER = "Model folder"
 REAL_MODEL = "SmolLM2-135M-Instruct (real model, TOFU text)"
-# Forget rows (and as many retain rows) per step on the real model: two of each keep a step
-# within ~15-30 s on 2 CPU cores (docs/GPU.md, "A real model on a laptop").
+# Forget rows (and as many retain rows) per step on the real model: two of each keep a step at
+# ~7 s on one CPU thread (docs/GPU.md, "A real model on a laptop").
 REAL_MODEL_BATCH = 2
 
 
@@ -804,7 +804,8 @@ def _real_model_inputs() -> tuple[str, str, list[str]]:
         "which of a real model's tokens ATWU's scorer singles out, not the forgetting of "
         f"memorised facts. {REAL_MODEL_BATCH} forget + {REAL_MODEL_BATCH} retain rows per step; "
         "retain conflicts are skipped (a backward pass per token). On 2 CPU cores try 5 steps, "
-        "learning rate 1e-5 and update_every 1 (a scorer step after every model step)."
+        "learning rate 1e-5 and update_every 1 (a scorer step after every model step): ~3-10 "
+        "minutes, mostly the two snapshots over the forget set."
     )
     c1, c2 = st.columns(2)
     folder = c1.text_input(
