@@ -9,6 +9,7 @@ is marked slow and skipped when the package, `gguf` or the local TOFU copy is mi
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -35,11 +36,14 @@ def smol():
     """(model, tokenizer); the first load converts the GGUF file (~45 s)."""
     from transformers.utils import logging as hf_logging
 
+    from atwu_core.experiment import cache_root
     from atwu_core.model import load_model
 
     hf_logging.disable_progress_bar()
     model, tokenizer = load_model("smollm2", device="cpu")
-    return model.eval(), tokenizer
+    yield model.eval(), tokenizer
+    # The session's private cache is never cleaned up (conftest): drop the 540 MB conversion.
+    shutil.rmtree(cache_root() / "models", ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
