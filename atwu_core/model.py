@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from atwu_core.config import TinyModelConfig
+from atwu_core.gguf import gguf_folder, is_gguf_spec
 
 SPECIAL_TOKENS = ("<|pad|>", "<|user|>", "<|assistant|>", "<|end|>")
 # One user turn, then the assistant's answer ends with <|end|> (the eos). The model is trained on
@@ -101,6 +102,20 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
 
+def _what_to_do(err: BaseException, name: str) -> str:
+    """The fix for a failed hub load: gated models need a licence and a login, not a new id."""
+    if "gated" in str(err).lower():
+        return (
+            f"{name} is a gated model: accept its licence on https://huggingface.co/{name} "
+            "with your account, then log in here (`hf auth login`, or set HF_TOKEN)."
+        )
+    return (
+        "Check the id/path, that you are logged in for gated models (`hf auth login`, after "
+        "accepting the licence on the model page), and that the hub is reachable "
+        "(HF_HUB_OFFLINE unset)."
+    )
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device != "auto":
         return torch.device(device)
@@ -132,8 +147,12 @@ def load_model(
     """Load a causal LM and its fast tokenizer from a local folder or (if asked) a hub id.
 
     Safetensors only (`use_safetensors=True`); remote code only when `trust_remote_code=True`.
+    `smollm2` and `gguf:<file>` name GGUF models, converted once into a cached folder
+    (`atwu_core.gguf`).
     """
     name = str(name_or_path)
+    if is_gguf_spec(name):
+        name = str(gguf_folder(name))
     local = Path(name).expanduser()
     # A hub id is "name" or "org/name"; anything else (absolute, ./, ~, deeper paths) is a path.
     is_hub_id = _HUB_ID.fullmatch(name) is not None and not name.startswith(".")
@@ -153,9 +172,7 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise ValueError(
-            f"could not load a tokenizer from {where}: {_one_line(err)}. Check the id/path, that "
-            "you are logged in for gated models (`hf auth login`, after accepting the licence on "
-            "the model page), and that the hub is reachable (HF_HUB_OFFLINE unset)."
+            f"could not load a tokenizer from {where}: {_one_line(err)}. {_what_to_do(err, name)}"
         ) from err
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,14 +200,24 @@ class ScorerTrainer:
     Call `maybe_step` once per model step with that step's forget batch; it updates the scorer on
     steps divisible by `update_every` (and not after `freeze_after`), with the model's hidden states
     and NLLs detached, so the model is frozen during the scorer step.
+
+    The scorer stays fp32 whatever the model's dtype. In a data-parallel run `sync_grads` averages
+    its gradients over processes before the step, so every process keeps the same (w, b).
     """
 
-    def __init__(self, scorer: TokenScorer, cfg: ScorerConfig, total_steps: int) -> None:
+    def __init__(
+        self,
+        scorer: TokenScorer,
+        cfg: ScorerConfig,
+        total_steps: int,
+        sync_grads: Callable[[list[nn.Parameter]], None] | None = None,
+    ) -> None:
         if total_steps < 1:
             raise ValueError(f"ScorerTrainer: total_steps={total_steps} must be >= 1")
         self.scorer = scorer
         self.cfg = cfg
         self.total_steps = total_steps
+        self.sync_grads = sync_grads
         self.optimizer = torch.optim.SGD(
             scorer.parameters(), lr=cfg.scorer_lr, momentum=cfg.scorer_momentum
         )
@@ -218,28 +228,41 @@ class ScorerTrainer:
         return model_step % self.cfg.update_every == 0 and not frozen
 
     def maybe_step(
-        self, model_step: int, hidden: torch.Tensor, nll: torch.Tensor, mask: torch.Tensor
+        self,
+        model_step: int,
+        micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     ) -> dict[str, float] | None:
         """One scorer update if the schedule says so: its logged scalars, else None.
 
-        hidden (B, T, D) last-layer states, nll (B, T) = ℓ_t, mask (B, T) answer tokens.
+        `micro_batches` holds this step's (hidden (B, T, D) last-layer states, nll (B, T) = ℓ_t,
+        mask (B, T) answer tokens), one triple per gradient-accumulation micro-batch; their
+        objectives are averaged, as the model's losses are.
         """
         if not self.should_update(model_step):
             return None
+        if not micro_batches:
+            raise ValueError("ScorerTrainer.maybe_step: no micro-batch to train on")
         lr = scorer_lr_at(model_step, self.cfg, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
         with torch.enable_grad():  # the loop may call this inside its own no_grad evaluation
-            z = self.scorer.logits(hidden.detach())  # (B, T)
-            loss, parts = scorer_objective(
-                z, nll.detach().to(z.dtype), mask.to(z.dtype), self.cfg, self.scorer.linear.weight
-            )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.scorer.parameters(), self.cfg.scorer_clip)
+            for hidden, nll, mask in micro_batches:
+                z = self.scorer.logits(hidden.detach())  # (B, T)
+                nll_t, mask_t = nll.detach().to(z.dtype), mask.to(z.dtype)
+                weight = self.scorer.linear.weight
+                loss, parts = scorer_objective(z, nll_t, mask_t, self.cfg, weight)
+                (loss / len(micro_batches)).backward()
+                for key, value in parts.items():
+                    sums[key] = sums.get(key, 0.0) + value / len(micro_batches)
+        params = list(self.scorer.parameters())
+        if self.sync_grads is not None:
+            self.sync_grads(params)
+        grad_norm = nn.utils.clip_grad_norm_(params, self.cfg.scorer_clip)
         self.optimizer.step()
         self.updates += 1
-        return {**parts, "lr": lr, "grad_norm": float(grad_norm)}
+        return {**sums, "lr": lr, "grad_norm": float(grad_norm)}
 
 
 def save_scorer(path: str | Path, scorer: TokenScorer) -> None:

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import torch
@@ -28,11 +28,20 @@ from atwu_core.losses import masked_mean, token_logp
 from atwu_core.methods import ForgetBatch, MethodSpec, get_method, resolve_hparams
 from atwu_core.methods.idk_dpo import IDK_ANSWERS
 from atwu_core.methods.rmu import rmu_retain_loss
-from atwu_core.model import load_model, pick_device
+from atwu_core.model import load_model
 from atwu_core.runs import RunWriter
+from atwu_core.scale import (
+    AdaptersOff,
+    DataParallel,
+    apply_lora,
+    enable_checkpointing,
+    no_sync_unless,
+    split_batch,
+)
 from atwu_core.scorer import ScorerConfig, ScorerTrainer, TokenScorer, save_scorer
 
 Callback = Callable[[dict[str, Any]], Any]
+T = TypeVar("T")
 
 
 class RunCancelled(Exception):
@@ -66,15 +75,21 @@ def encode_items(
     ]
 
 
-def batches(
-    encoded: Sequence[Encoded], batch_size: int, pad_id: int, generator: torch.Generator
-) -> Iterator[tuple[list[str], dict[str, torch.Tensor]]]:
-    """Endless shuffled (row ids, batch) pairs, a new permutation every epoch, dynamic padding."""
+def rows_stream(
+    rows: Sequence[T], batch_size: int, generator: torch.Generator
+) -> Iterator[list[T]]:
+    """Endless batches of exactly `batch_size` rows: shuffled epochs, each row once per epoch.
+
+    A batch never comes up short at an epoch's end (it continues into the next permutation), so
+    every batch splits evenly over data-parallel processes and accumulation micro-batches.
+    """
+    buffer: list[T] = []
     while True:
-        order = torch.randperm(len(encoded), generator=generator).tolist()
-        for i in range(0, len(order), batch_size):
-            rows = [encoded[j] for j in order[i : i + batch_size]]
-            yield [e.id for e in rows], collate(rows, pad_id)
+        order = torch.randperm(len(rows), generator=generator).tolist()
+        buffer.extend(rows[j] for j in order)
+        while len(buffer) >= batch_size:
+            yield buffer[:batch_size]
+            del buffer[:batch_size]
 
 
 def shift(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -127,11 +142,11 @@ def finetune(
         opt, lambda s: warmup_decay(s, cfg.warmup_steps, total, cfg.min_lr_ratio)
     )
     gen = torch.Generator().manual_seed(cfg.seed)
-    stream = batches(encoded, cfg.batch_size, tokenizer.pad_token_id, gen)
+    stream = rows_stream(encoded, cfg.batch_size, gen)
     model.train()
     start, loss_value = time.perf_counter(), float("nan")
     for step in range(total):
-        batch = to_device(next(stream)[1], device)
+        batch = to_device(collate(next(stream), tokenizer.pad_token_id), device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels, mask, _ = shift(batch)
         loss = -masked_mean(gather_logp(logits[:, :-1], labels), mask)
@@ -296,7 +311,12 @@ def retain_loss(
 
 
 def load_data(data: str) -> Benchmark:
-    """`path/to/benchmark` (our format) or `tofu:<forget split>[@<folder or hf:id>]`."""
+    """`path/to/benchmark` (our format), `tofu:<forget split>[@<folder or hf:id>]` or
+    `rwku:<subjects>@<folder or hf:jinzhuoran/RWKU>` (atwu_core.data.rwku)."""
+    if data.startswith("rwku:"):
+        from atwu_core.data.rwku import load_rwku_selection
+
+        return load_rwku_selection(data[len("rwku:") :])
     if data.startswith("tofu:"):
         from atwu_core.data.tofu import load_tofu
 
@@ -313,14 +333,39 @@ def pick_probe(items: Sequence[QAItem], n: int) -> list[QAItem]:
     return [items[round(i * (len(items) - 1) / max(1, n - 1))] for i in range(n)]
 
 
-def environment(device: torch.device) -> dict[str, str]:
+def environment(device: torch.device, processes: int = 1) -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": str(device),
+        "processes": str(processes),
         "atwu_core": atwu_core.__version__,
         "platform": platform.platform(),
     }
+
+
+def load_for_training(
+    config: UnlearnConfig, needs_ref: bool, parallel: DataParallel | None
+) -> tuple[torch.nn.Module, Any, torch.nn.Module | None, torch.device]:
+    """The model to train (LoRA-wrapped if asked), its tokenizer, the frozen reference model (only
+    for methods that read one) and the device."""
+    model, tokenizer = load_model(
+        config.model,
+        device=str(parallel.device) if parallel else config.device,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+    )
+    device = next(model.parameters()).device
+    ref = None
+    if needs_ref and not config.lora_r:
+        # A full copy doubles memory; a LoRA run gets its reference for free below.
+        ref = copy.deepcopy(model).eval().requires_grad_(False)
+    if config.grad_checkpointing:
+        enable_checkpointing(model)
+    if config.lora_r:
+        model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_targets)
+        ref = AdaptersOff(model) if needs_ref else None
+    return model, tokenizer, ref, device
 
 
 def unlearn(
@@ -330,27 +375,32 @@ def unlearn(
     callback: Callback | None = None,
     run_id: str | None = None,
     evaluate: bool = False,
-) -> Path:
+) -> Path | None:
     """Run one unlearning method and return its run folder.
 
     `callback(event)` gets `{"step", "total_steps", "metrics"}` after every step; returning
     False cancels the run (status `interrupted`, everything so far kept).
+
+    Under `accelerate launch` / `torchrun` every process trains on its slice of each batch; only
+    the main process writes the run folder, evaluates and calls `callback` (the others return
+    None).
     """
     spec = get_method(config.method)
     hparams, scorer_cfg = split_hparams(spec, config.hparams)
+    retain_kind = spec.retain if config.retain_loss == "default" else config.retain_loss
+    # The reference model costs memory: build it only for methods that read it.
+    needs_ref = spec.needs_reference or retain_kind in ("kl", "rmu")
+    parallel = DataParallel.from_env(config.device, find_unused="hidden" in spec.needs)
+    rank, world = (parallel.rank, parallel.world) if parallel else (0, 1)
+    is_main = rank == 0
+    if config.batch_size % (world * config.grad_accum):
+        raise ValueError(
+            f"batch_size={config.batch_size} must be a multiple of processes x grad_accum = "
+            f"{world} x {config.grad_accum}: every process trains on an equal slice of each batch"
+        )
     seed_everything(config.seed)
     bench = load_data(config.data)  # first: a bad --data fails in a second, not after a 1B load
-    model, tokenizer = load_model(
-        config.model,
-        device=config.device,
-        dtype=config.dtype,
-        trust_remote_code=config.trust_remote_code,
-    )
-    device = pick_device(config.device)
-    retain_kind = spec.retain if config.retain_loss == "default" else config.retain_loss
-    # The reference model doubles memory: build it only for methods that read it.
-    needs_ref = spec.needs_reference or retain_kind in ("kl", "rmu")
-    ref = copy.deepcopy(model).eval().requires_grad_(False) if needs_ref else None
+    model, tokenizer, ref, device = load_for_training(config, needs_ref, parallel)
     max_len = getattr(model.config, "max_position_embeddings", None)
     forget = encode_items(tokenizer, bench.forget, max_len)
     retain = encode_items(tokenizer, bench.retain, max_len)
@@ -373,32 +423,40 @@ def unlearn(
 
     scorer = trainer = None
     if scorer_cfg is not None:
-        scorer = TokenScorer(model.config.hidden_size).to(device)
-        trainer = ScorerTrainer(scorer, scorer_cfg, total_steps=total)
-    forward = Forward(spec, hparams, model, ref, scorer)
+        scorer = TokenScorer(model.config.hidden_size).to(device)  # fp32 whatever the model
+        sync = parallel.mean_grads if parallel else None
+        trainer = ScorerTrainer(scorer, scorer_cfg, total_steps=total, sync_grads=sync)
+    train_model = parallel.wrap(model) if parallel else model
+    forward = Forward(spec, hparams, train_model, ref, scorer)  # training, through DDP if any
+    probe_forward = Forward(spec, hparams, model, ref, scorer)  # snapshots, this process only
 
     # Before the run folder exists: a failure here must not leave a run stuck at "running".
-    conflict = probe_conflict(model, probe, retain_watch, pad, config) if config.conflict else {}
+    conflict = {}
+    if config.conflict and is_main:
+        conflict = probe_conflict(model, probe, retain_watch, pad, config)
 
-    run_config = config.to_dict() | {"hparams": hparams}
-    if scorer_cfg is not None:
-        run_config["scorer"] = vars(scorer_cfg)
-    run_config["retain_loss"] = retain_kind
-    writer = RunWriter.create(
-        runs_dir,
-        method=spec.name,
-        config=run_config,
-        environment=environment(device),
-        total_steps=total,
-        run_id=run_id,
-    )
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98))
+    writer = None
+    if is_main:
+        run_config = config.to_dict() | {"hparams": hparams, "retain_loss": retain_kind}
+        if scorer_cfg is not None:
+            run_config["scorer"] = vars(scorer_cfg)
+        writer = RunWriter.create(
+            runs_dir,
+            method=spec.name,
+            config=run_config,
+            environment=environment(device, world),
+            total_steps=total,
+            run_id=run_id,
+        )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=config.lr, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_decay(s, config.warmup_steps, total, 0.1)
     )
+    # Same seed on every process: all draw the same global batches and keep their own slice.
     gen = torch.Generator().manual_seed(config.seed)
-    forget_stream = batches(forget, config.batch_size, pad, gen)
-    retain_stream = batches(retain, config.batch_size, pad, gen)
+    forget_stream = rows_stream(forget, config.batch_size, gen)
+    retain_stream = rows_stream(retain, config.batch_size, gen)
 
     snapshots: list[dict[str, Any]] = []
     nll_before: dict[tuple[str, int], float] = {}
@@ -409,7 +467,7 @@ def unlearn(
         with torch.no_grad():
             batch = to_device(collate(probe, pad), device)
             idk = _idk_batch(idk_items, [e.id for e in probe], pad, device)
-            fb, _ = forward(batch, idk)
+            fb, _ = probe_forward(batch, idk)
             weights = spec.fn(fb, **hparams).token_weights.float()  # (B, T)
         rows = _token_rows(step, probe, fb, weights, nll_before, conflict, tokenizer)
         snapshots.extend(rows)
@@ -420,32 +478,61 @@ def unlearn(
         model.train()
         return stats
 
+    def micro_step(f_rows: list[Encoded], r_rows: list[Encoded], scale: float):
+        """Forward + backward of one micro-batch; its logged scalars and the scorer's inputs."""
+        fbatch = to_device(collate(f_rows, pad), device)
+        idk = _idk_batch(idk_items, [e.id for e in f_rows], pad, device)
+        fb, last_hidden = forward(fbatch, idk)
+        out = spec.fn(fb, **hparams)
+        if retain_kind == "none" or config.alpha == 0:
+            l_retain = torch.zeros((), device=device)
+        else:
+            rbatch = to_device(collate(r_rows, pad), device)
+            l_retain = retain_loss(retain_kind, train_model, ref, rbatch, forward.layer)
+        loss = config.gamma * out.loss + config.alpha * l_retain
+        (loss * scale).backward()
+        scalars = {
+            "loss/total": loss.item(),
+            "loss/forget": out.loss.item(),
+            "loss/retain": l_retain.item(),
+            "batch/forget_nll": -masked_mean(fb.logp.detach(), fb.mask).item(),
+            "weights/mean": masked_mean(out.token_weights.float(), fb.mask).item(),
+            "weights/frac_above_half": masked_mean(
+                (out.token_weights > 0.5).float(), fb.mask
+            ).item(),
+        } | {f"method/{k}": float(v) for k, v in out.parts.items()}
+        # The scorer's step uses this batch's cached ℓ_t and h_t, model frozen (METHOD.md §1).
+        scorer_input = (last_hidden, -fb.logp.detach().float(), fb.mask) if trainer else None
+        return scalars, scorer_input
+
     start = time.perf_counter()
     step = 0
     try:
-        writer.log({"step": 0, "time_s": 0.0, **snapshot(0)})
+        if writer:
+            writer.log({"step": 0, "time_s": 0.0, **snapshot(0)})
         model.train()
         for step in range(1, total + 1):
-            forget_ids, fbatch = next(forget_stream)
-            fbatch = to_device(fbatch, device)
-            rbatch = to_device(next(retain_stream)[1], device)
-            idk = _idk_batch(idk_items, forget_ids, pad, device)
-            fb, last_hidden = forward(fbatch, idk)
-            out = spec.fn(fb, **hparams)
-            l_forget = out.loss
-            if retain_kind == "none" or config.alpha == 0:
-                l_retain = torch.zeros((), device=device)
-            else:
-                l_retain = retain_loss(retain_kind, model, ref, rbatch, forward.layer)
-            loss = config.gamma * l_forget + config.alpha * l_retain
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"non-finite loss at step {step}: forget={l_forget.item()}, "
-                    f"retain={l_retain.item()}; try a lower lr (now {config.lr})"
-                )
+            forget_micro = split_batch(next(forget_stream), rank, world, config.grad_accum)
+            retain_micro = split_batch(next(retain_stream), rank, world, config.grad_accum)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            sums: dict[str, float] = {}
+            scorer_inputs = []
+            for i, (f_rows, r_rows) in enumerate(zip(forget_micro, retain_micro, strict=True)):
+                # Gradients are all-reduced once per step, on the last micro-batch.
+                with no_sync_unless(parallel, train_model, sync=i == config.grad_accum - 1):
+                    scalars, scorer_input = micro_step(f_rows, r_rows, 1 / config.grad_accum)
+                for key, value in scalars.items():
+                    sums[key] = sums.get(key, 0.0) + value / config.grad_accum
+                scorer_inputs.append(scorer_input)
+            if parallel:
+                averaged = parallel.mean(torch.tensor(list(sums.values()))).tolist()
+                sums = dict(zip(sums, averaged, strict=True))
+            if not math.isfinite(sums["loss/total"]):
+                raise FloatingPointError(
+                    f"non-finite loss at step {step}: forget={sums['loss/forget']}, "
+                    f"retain={sums['loss/retain']}; try a lower lr (now {config.lr})"
+                )
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.clip)
             opt.step()
             sched.step()
 
@@ -454,23 +541,15 @@ def unlearn(
                 "epoch": (step - 1) // steps_per_epoch + 1,
                 "time_s": time.perf_counter() - start,
                 "lr": sched.get_last_lr()[0],
-                "loss/total": loss.item(),
-                "loss/forget": l_forget.item(),
-                "loss/retain": l_retain.item(),
                 "grad_norm": float(grad_norm),
-                "batch/forget_nll": -masked_mean(fb.logp.detach(), fb.mask).item(),
-                "weights/mean": masked_mean(out.token_weights.float(), fb.mask).item(),
-                "weights/frac_above_half": masked_mean(
-                    (out.token_weights > 0.5).float(), fb.mask
-                ).item(),
+                **sums,
             }
-            metrics |= {f"method/{k}": v for k, v in out.parts.items()}
             if trainer is not None:
-                # Scorer step on this batch's cached ℓ_t and h_t, model frozen (METHOD.md §1).
-                nll = -fb.logp.detach().float()
-                scorer_parts = trainer.maybe_step(step, last_hidden, nll, fb.mask)
+                scorer_parts = trainer.maybe_step(step, scorer_inputs)
                 if scorer_parts:
                     metrics |= {f"scorer/{k}": v for k, v in scorer_parts.items()}
+            if writer is None:
+                continue
             if step % config.snapshot_every == 0 or step == total:
                 metrics |= snapshot(step)
             writer.log(metrics)
@@ -481,18 +560,19 @@ def unlearn(
             ):
                 raise RunCancelled(f"cancelled by the caller at step {step}")
     except (KeyboardInterrupt, RunCancelled) as err:
-        writer.finish("interrupted", reason=str(err) or "interrupted (Ctrl-C)", failed_step=step)
-        return writer.path
+        if writer:
+            reason = str(err) or "interrupted (Ctrl-C)"
+            writer.finish("interrupted", reason=reason, failed_step=step)
+        return writer.path if writer else None
     except Exception as err:
-        writer.finish("failed", reason=f"{type(err).__name__}: {err}", failed_step=step)
+        if writer:
+            writer.finish("failed", reason=f"{type(err).__name__}: {err}", failed_step=step)
         raise
 
+    if writer is None:
+        return None
     if scorer is not None:
         save_scorer(writer.path_for("scorer.safetensors"), scorer)
-    if config.save_model:
-        from atwu_core.model import save_model
-
-        save_model(model, tokenizer, writer.path_for("model"))
     if evaluate:
         from atwu_core.experiment import evaluate_run
 
@@ -504,6 +584,14 @@ def unlearn(
             "value_by_index": {},
         }
         writer.write_eval(result)
+    if config.lora_r:
+        model.save_pretrained(writer.path_for("adapter"), safe_serialization=True)
+    if config.save_model:
+        from atwu_core.model import save_model
+
+        # A LoRA run saves the merged model too: a standard folder every tool can load.
+        final_model = model.merge_and_unload() if config.lora_r else model
+        save_model(final_model, tokenizer, writer.path_for("model"))
     writer.finish("finished")
     return writer.path
 

@@ -666,7 +666,8 @@ def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.Series:
             if j != i and not (math.isnan(xs[j]) or math.isnan(ys[j]))
         )
         on_front.append(not dominated)
-    return pd.Series(on_front, index=df.index, name="pareto")
+    # dtype=bool: an empty object Series would index columns, not rows, in `df[mask]`.
+    return pd.Series(on_front, index=df.index, name="pareto", dtype=bool)
 
 
 def tradeoff_scatter(

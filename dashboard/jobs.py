@@ -150,8 +150,10 @@ class Launch:
     alpha: float = 1.0  # retain loss weight
     gamma: float = 1.0  # forget loss weight
     evaluate: bool = False
-    model: str | None = None  # model folder; None = the CLI's default (sample_data/models/full)
-    data: str | None = None  # benchmark folder; None = the CLI's default
+    model: str | None = None  # model folder or spec; None = the CLI's default (sample models)
+    data: str | None = None  # benchmark folder or tofu: spec; None = the CLI's default
+    batch_size: int | None = None  # forget rows per step; None = the CLI's default
+    conflict: bool = True  # False: skip the probe tokens' retain conflicts (slow on real models)
 
 
 def build_command(launch: Launch, runs_dir: Path) -> list[str]:
@@ -165,6 +167,8 @@ def build_command(launch: Launch, runs_dir: Path) -> list[str]:
     cmd += ["--alpha", repr(float(launch.alpha)), "--gamma", repr(float(launch.gamma))]
     cmd += ["--model", launch.model] if launch.model else []
     cmd += ["--data", launch.data] if launch.data else []
+    cmd += ["--batch-size", str(int(launch.batch_size))] if launch.batch_size else []
+    cmd += [] if launch.conflict else ["--no-conflict"]
     return [*cmd, "--eval"] if launch.evaluate else cmd
 
 

@@ -64,12 +64,15 @@ VIEWS = {
         "unlearned model's answers come from a model that never saw the forget data? It is drawn "
         "on a log axis. **Model utility** (right is better) summarises how well the model still "
         "does on everything else. The dashed line is the Pareto front: runs no other run beats on "
-        "both axes at once."
+        "both axes at once. RWKU runs have no forget quality: plot e.g. `rwku/forget_avg_rougeL` (down "
+        "= forgotten) against `rwku/neighbor_avg_rougeL` (right = related knowledge kept)."
     ),
     "leaderboard": (
         "Final metrics of every finished run, from eval.json (METHOD.md §3). Click a column header "
         "to sort. `forget/*` lower = more forgotten; `retain/*`, `world_facts/*` and "
-        "`model_utility` higher = better kept; `forget_quality` higher = better."
+        "`model_utility` higher = better kept; `forget_quality` higher = better. RWKU runs fill the "
+        "`rwku/*` columns instead (see 'What do the columns mean?'); a cell is empty where a "
+        "run's benchmark has no such metric."
     ),
     "generations": (
         "What the models actually say: the question, the true answer (facts highlighted), and each "
@@ -111,6 +114,20 @@ METRICS = {
     "align/ap": "Span average precision of this snapshot's weights. Higher = better.",
     "auroc": "Chance a fact token outranks a non-fact token. 0.5 = chance, 1 = perfect.",
     "ap": "Average precision of ranking fact tokens first. Higher = better.",
+    # RWKU (docs/DATA.md "RWKU"): real people as targets, probed with short questions.
+    "rwku/forget_l1_rougeL": "RWKU forget, level 1 (fill in the blank about a target): ROUGE-L recall of the model's short answer. Lower = more forgotten.",
+    "rwku/forget_l2_rougeL": "RWKU forget, level 2 (questions about a target): ROUGE-L recall. Lower = more forgotten.",
+    "rwku/forget_l3_rougeL": "RWKU forget, level 3 (adversarial questions: role play, prefix injection, reverse query...): ROUGE-L recall. Lower = more forgotten, even under attack.",
+    "rwku/forget_avg_rougeL": "Mean of RWKU's three forget levels (ROUGE-L recall). Lower = more forgotten.",
+    "rwku/neighbor_l1_rougeL": "RWKU neighbours, level 1: fill-in-the-blank about things *related* to a target that must stay known. ROUGE-L recall; higher = locality kept.",
+    "rwku/neighbor_l2_rougeL": "RWKU neighbours, level 2: questions about related knowledge. ROUGE-L recall; higher = locality kept.",
+    "rwku/neighbor_avg_rougeL": "Mean of RWKU's two neighbour levels (ROUGE-L recall). Higher = better kept.",
+    "rwku/mia_forget_loss": "Mean NLL of texts about the targets (RWKU's membership-inference 'LOSS' on the forget set). Higher = the model finds them less familiar = more forgotten.",
+    "rwku/mia_retain_loss": "Mean NLL of unrelated texts the model should keep (RWKU's retain MIA set). Should stay as before unlearning.",
+    "rwku/mia_auc": "AUC of telling the retain MIA texts from the forget ones by the model's likelihood. 0.5 = targets as familiar as anything else; towards 1 = targets look unseen.",
+    "rwku/utility_general_acc": "RWKU utility: accuracy on MMLU-style multiple-choice questions (letters A–D). Higher = general ability kept.",
+    "rwku/utility_factuality_em": "RWKU utility: TriviaQA exact match of the short answer. Higher = world knowledge kept.",
+    "rwku/utility_factuality_f1": "RWKU utility: TriviaQA token F1 of the short answer. Higher = world knowledge kept.",
 }
 
 SPLITS = {
@@ -121,6 +138,7 @@ SPLITS = {
     "privacy": "privacy metric",
     "align": "span alignment of the token weights (METHOD.md §4)",
     "loss": "training loss term",
+    "rwku": "RWKU metric (real-world knowledge unlearning benchmark)",
 }
 
 

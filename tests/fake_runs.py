@@ -244,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval", action="store_true")
     p.add_argument("--model")
     p.add_argument("--data")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-conflict", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "methods":
         print(json.dumps(METHODS_TABLE))

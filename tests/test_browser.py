@@ -171,7 +171,7 @@ def test_launch_a_short_run_and_see_it_in_the_curves(server, page):
     page.get_by_label("Max steps").fill("3")  # the method table is bundled: no click to load
     page.get_by_label("Max steps").press("Enter")
     page.wait_for_timeout(500)
-    page.get_by_role("button", name="Start").click()
+    page.get_by_role("button", name="Start", exact=True).click()
     page.get_by_text("finished. It is listed in the sidebar").wait_for(timeout=300_000)
     shot(page, "03_run_finished")
     new = [p for p in (root / "new").iterdir() if (p / "run.json").exists()]

@@ -142,3 +142,13 @@ def test_eval_on_a_saved_run_attaches_eval_json(tiny_lab, tmp_path, capsys):
     run = load_run(run_dir)
     assert run.eval is not None
     assert 0 <= run.eval["metrics"]["forget_quality"]["agg_value"] <= 1
+
+
+def test_no_conflict_skips_the_retain_conflicts(tiny_lab, tmp_path):
+    """`--no-conflict` (for real models: a backward pass per probe token is slow there)."""
+    argv = ["unlearn", "--method", "atwu", "--max-steps", "1", "--no-conflict"]
+    assert main(argv + lab_args(tiny_lab, tmp_path)) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    run = load_run(run_dir)
+    assert run.info["config"]["conflict"] is False
+    assert run.token_weights["conflict"].isna().all()

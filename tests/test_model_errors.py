@@ -68,6 +68,24 @@ def test_relative_path_that_looks_like_a_hub_id_says_both(tmp_path, capsys, monk
     assert "hf auth login" in line
 
 
+def test_gated_hub_id_says_accept_the_licence_and_log_in(tmp_path, capsys, monkeypatch):
+    """What the hub answers for a gated model without access (simulated: nothing downloads)."""
+    import atwu_core.model
+
+    def gated(name, **kwargs):
+        # transformers turns the hub's GatedRepoError into this OSError (utils/hub.py)
+        raise OSError(
+            "You are trying to access a gated repo.\nMake sure to have access to it at "
+            f"https://huggingface.co/{name}.\n401 Client Error."
+        )
+
+    monkeypatch.setattr(atwu_core.model.AutoTokenizer, "from_pretrained", gated)
+    line = _unlearn_error(["--model", "meta-llama/Llama-3.2-1B-Instruct"], tmp_path, capsys)
+    assert "meta-llama/Llama-3.2-1B-Instruct is a gated model" in line
+    assert "https://huggingface.co/meta-llama/Llama-3.2-1B-Instruct" in line
+    assert "hf auth login" in line and "HF_TOKEN" in line
+
+
 def test_folder_without_tokenizer_json(model_dirs, tmp_path, capsys):
     folder = model_dirs["no_tokenizer_json"]
     line = _unlearn_error(["--model", str(folder)], tmp_path, capsys)

@@ -226,7 +226,7 @@ def test_schedule_update_every_and_freeze_after():
     updated = []
     for step in range(20):
         before = [p.detach().clone() for p in trainer.scorer.parameters()]
-        out = trainer.maybe_step(step, hidden, nll, mask)
+        out = trainer.maybe_step(step, [(hidden, nll, mask)])
         changed = any(
             not torch.equal(a, b) for a, b in zip(before, trainer.scorer.parameters(), strict=True)
         )
@@ -244,7 +244,7 @@ def test_linear_lr_decay():
     assert scorer_lr_at(12, cfg, 10) == 0.0
     assert scorer_lr_at(5, ScorerConfig(lr_decay=False), 10) == 0.05
     trainer = ScorerTrainer(TokenScorer(2), ScorerConfig(update_every=1), total_steps=4)
-    out = trainer.maybe_step(3, torch.randn(1, 2, 2), torch.rand(1, 2), torch.ones(1, 2))
+    out = trainer.maybe_step(3, [(torch.randn(1, 2, 2), torch.rand(1, 2), torch.ones(1, 2))])
     assert out["lr"] == pytest.approx(0.05 * 0.25)
     with pytest.raises(ValueError, match="total_steps=0"):
         ScorerTrainer(TokenScorer(2), cfg, total_steps=0)
@@ -258,7 +258,7 @@ def test_first_step_is_clipped_sgd():
     trainer = ScorerTrainer(TokenScorer(2), cfg, total_steps=100)
     hidden = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # (1, 2, 2)
     nll = torch.tensor([[400.0, 0.0]])
-    out = trainer.maybe_step(0, hidden, nll, torch.ones(1, 2))
+    out = trainer.maybe_step(0, [(hidden, nll, torch.ones(1, 2))])
     # dL/dw = -mean_t σ'(0)·ℓ_t·h_t = -(0.25·400·[1, 0]) / 2 = [-50, 0]; dL/db = -50
     assert out["grad_norm"] == pytest.approx(math.hypot(50.0, 50.0), rel=1e-6)
     step = 0.05 / math.sqrt(2)
@@ -271,7 +271,7 @@ def test_trainer_detaches_inputs_and_works_under_no_grad():
     hidden = torch.randn(2, 4, 3, requires_grad=True)
     nll = (hidden.sum(-1) ** 2).detach().requires_grad_()
     with torch.no_grad():
-        out = trainer.maybe_step(0, hidden, nll, torch.ones(2, 4))
+        out = trainer.maybe_step(0, [(hidden, nll, torch.ones(2, 4))])
     assert out is not None and out["grad_norm"] > 0
     assert hidden.grad is None and nll.grad is None
 
@@ -291,7 +291,7 @@ def test_scorer_learns_to_rank_forgettable_tokens():
     scorer = TokenScorer(d)
     trainer = ScorerTrainer(scorer, ScorerConfig(update_every=1), total_steps=100)
     for step in range(100):
-        trainer.maybe_step(step, hidden, nll, mask)
+        trainer.maybe_step(step, [(hidden, nll, mask)])
     g = scorer(hidden).detach()
     auroc = roc_auc_score(forgettable.flatten().numpy(), g.flatten().numpy())
     assert auroc > 0.9, auroc
