@@ -27,9 +27,12 @@ def generation_budget(tokenizer, bench: Benchmark) -> int:
     from atwu_core.evaluate import eval_rows
 
     longest = max(
-        len(tokenizer(item.answer, add_special_tokens=False)["input_ids"])
-        for split in SCORED_SPLITS
-        for item in eval_rows(bench, split)
+        (
+            len(tokenizer(item.answer, add_special_tokens=False)["input_ids"])
+            for split in SCORED_SPLITS
+            for item in eval_rows(bench, split)
+        ),
+        default=0,  # no rows: `evaluate_model` names the empty split
     )
     return max(EVAL_SETTINGS["max_new_tokens"], longest + 1)
 

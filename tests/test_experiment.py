@@ -35,3 +35,8 @@ def test_a_long_answer_raises_the_budget_to_its_length_plus_the_end_token():
 
 def test_holdout_answers_are_never_generated_so_do_not_count():
     assert generation_budget(WordTokenizer(), bench_with(10, 20, 300)) == 48
+
+
+def test_an_empty_benchmark_is_left_to_evaluate_model_to_name():
+    empty = Benchmark(forget=[], retain=[], world_facts=[], holdout=[], meta={})
+    assert generation_budget(WordTokenizer(), empty) == 48
