@@ -246,11 +246,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     target = Path(args.target)
     run_dir = target if (target / "run.json").exists() else None
     model_path = target / "model" if run_dir else target
+    adapter = run_dir / "adapter" if run_dir else None
     if run_dir and not (model_path / "config.json").exists():
-        raise ValueError(
-            f"run folder {run_dir} has no saved model (model/); re-run it with --save-model"
-        )
-    model, tokenizer = load_model(model_path, trust_remote_code=args.trust_remote_code)
+        if not (adapter / "adapter_config.json").exists():
+            raise ValueError(
+                f"run folder {run_dir} has no saved model (model/) or LoRA adapter (adapter/); "
+                "re-run it with --save-model"
+            )
+        # A LoRA run: its starting model + the saved adapter, merged.
+        from atwu_core.runs import read_info
+        from atwu_core.scale import merge_adapter
+
+        model_path = Path(read_info(run_dir)["config"]["model"])
+        model, tokenizer = load_model(model_path, trust_remote_code=args.trust_remote_code)
+        model = merge_adapter(model, adapter)
+    else:
+        model, tokenizer = load_model(model_path, trust_remote_code=args.trust_remote_code)
     cfg = UnlearnConfig(
         model=str(args.reference_base or model_path),
         data=args.data,

@@ -55,6 +55,14 @@ def apply_lora(model: torch.nn.Module, r: int, alpha: float, targets: str) -> to
         raise ValueError(f"lora_targets={targets!r}: {' '.join(str(err).split())}") from err
 
 
+def merge_adapter(model: torch.nn.Module, adapter_dir: str | os.PathLike[str]) -> torch.nn.Module:
+    """`model` with a saved LoRA adapter (peft's safetensors folder) merged into its weights."""
+    _require("peft")
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+
+
 class AdaptersOff(torch.nn.Module):
     """The reference model of a LoRA run: the same module with its adapters switched off.
 

@@ -7,6 +7,7 @@ cut into two accumulation micro-batches.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -100,6 +101,26 @@ def test_lora_trains_only_the_adapters(tiny_lab, tmp_path, method):
             changed.add(module.rsplit(".", 1)[-1])
     # all-linear: attention and MLP projections all trained
     assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= changed
+
+
+def test_atwu_eval_of_a_lora_run_merges_its_adapter_into_the_starting_model(
+    tiny_lab, tmp_path, capsys
+):
+    from atwu_core.cli import main
+
+    cfg = config(tiny_lab, "grad_ascent", lora_r=2, max_steps=3, lr=3e-2)
+    cfg.conflict = False
+    path = unlearn(cfg, runs_dir=tmp_path)
+    assert not (path / "model").exists() and (path / "adapter").is_dir()
+    args = ["eval", str(path), "--data", str(tiny_lab.bench_dir)]
+    assert main([*args, "--retain-model", str(tiny_lab.retain_model_dir)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    evaluated = load_run(path).eval["metrics"]
+    assert printed["forget/prob"] == round(evaluated["forget/prob"]["agg_value"], 4)
+    # the adapter was applied: the forget answers are less likely than under the starting model
+    assert main(["eval", str(tiny_lab.model_dir), "--data", str(tiny_lab.bench_dir)]) == 0
+    start = json.loads(capsys.readouterr().out)
+    assert printed["forget/prob"] < start["forget/prob"] - 0.02
 
 
 def test_gradient_checkpointing_changes_memory_not_results(tiny_lab, tmp_path):
