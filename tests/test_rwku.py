@@ -46,7 +46,7 @@ def rwku_copy(tmp_path):
 
 def test_fixture_has_every_config_in_its_schema():
     source = open_source(FIXTURE)
-    assert source.available() == list(CONFIG_FILES)
+    assert source.missing(CONFIG_FILES) == []
     for config in CONFIG_FILES:
         rows = read_config(source, config)
         assert rows, config

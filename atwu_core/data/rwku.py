@@ -34,16 +34,16 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 from atwu_core.data.schema import SCHEMA_VERSION, Benchmark, QAItem, Span, iter_json_lines
+from atwu_core.data.source import HUB_PREFIX, Row, Source, hub_source
+from atwu_core.data.tofu import POSSESSIVE, QUOTED
 
 HUB_REPO = "jinzhuoran/RWKU"
-HUB_PREFIX = "hf:"
 # Hub config -> file name in the repository's `All/` folder (dataset card, commit d72f493).
 CONFIG_FILES = {
     "forget_target": "intro.json",
@@ -131,42 +131,25 @@ BIOGRAPHY_PROMPT = "Please write a short biography of {}."
 SPAN_RULE = "rwku-spans-v1: name, alias (quoted in intro), fact (absent from other targets' text)"
 
 _WORD = re.compile(r"\w+(?:[-'’]\w+)*")
-_POSSESSIVE = re.compile(r"['’]s?$")
-_QUOTED = re.compile(r'"([^"]+)"|“([^”]+)”')
 # Text before a sentence-initial word: capitalised by grammar, so not evidence of a proper noun.
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n\s*|[\"“'‘(]\s*)$")
 _FIELD_PRIORITY = ("name", "alias", "fact")
 _BATCH = re.compile(r"first(\d+)")
-
-Row = tuple[str, dict[str, Any]]  # (where: "file, row N", decoded JSON object)
-
 
 # --------------------------------------------------------------------------------------------
 # Reading configs
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RWKUSource:
-    """Where rows come from: `has(config)` and `rows(config)` over a folder or the hub."""
-
-    describe: str
-    has: Callable[[str], bool]
-    rows: Callable[[str], list[Row]]
-
-    def available(self) -> list[str]:
-        return [config for config in CONFIG_FILES if self.has(config)]
-
-
-def open_source(source: str | os.PathLike[str]) -> RWKUSource:
+def open_source(source: str | os.PathLike[str]) -> Source:
     """A folder of RWKU's files, or `hf:jinzhuoran/RWKU` (the hub, only when asked for)."""
     text = os.fspath(source)
     if text.startswith(HUB_PREFIX):
-        return _hub_source(text[len(HUB_PREFIX) :])
+        return hub_source(text[len(HUB_PREFIX) :], split_of=_hub_split)
     return _folder_source(Path(text))
 
 
-def _folder_source(folder: Path) -> RWKUSource:
+def _folder_source(folder: Path) -> Source:
     if not folder.is_dir():
         raise ValueError(
             f"RWKU folder {folder} does not exist; pass a folder of RWKU's files "
@@ -186,7 +169,7 @@ def _folder_source(folder: Path) -> RWKUSource:
             raise ValueError(f"RWKU folder {folder} has no {CONFIG_FILES[config]} ({config})")
         return _read_json_rows(found)
 
-    return RWKUSource(str(folder), lambda config: path(config) is not None, rows)
+    return Source(str(folder), lambda config: path(config) is not None, rows)
 
 
 def _read_json_rows(path: Path) -> list[Row]:
@@ -208,24 +191,15 @@ def _read_json_rows(path: Path) -> list[Row]:
     return [(f"{path}, row {i}", row) for i, row in enumerate(items)]
 
 
-def _hub_source(repo: str) -> RWKUSource:
-    import datasets  # lazy: heavy, and the only place this module may reach the network
-
-    configs = list(datasets.get_dataset_config_names(repo))
-
-    def rows(config: str) -> list[Row]:
-        # The hub puts the target list and the training corpora in "train", probes in "test".
-        split = "train" if config == "forget_target" or config.startswith("train_") else "test"
-        table = datasets.load_dataset(repo, config, split=split)
-        return [(f"{repo} config {config}, row {i}", dict(row)) for i, row in enumerate(table)]
-
-    return RWKUSource(f"{HUB_PREFIX}{repo}", lambda config: config in configs, rows)
+def _hub_split(config: str) -> str:
+    """The hub puts the target list and the training corpora in "train", probes in "test"."""
+    return "train" if config == "forget_target" or config.startswith("train_") else "test"
 
 
-def _require(source: RWKUSource, configs: Iterable[str]) -> None:
-    missing = [c for c in configs if not source.has(c)]
+def _require(source: Source, configs: Iterable[str]) -> None:
+    missing = source.missing(configs)
     if missing:
-        present = source.available()
+        present = [config for config in CONFIG_FILES if source.has(config)]
         raise ValueError(
             f"RWKU source {source.describe} lacks "
             + ", ".join(f"{c} ({CONFIG_FILES[c]})" for c in missing)
@@ -234,7 +208,7 @@ def _require(source: RWKUSource, configs: Iterable[str]) -> None:
         )
 
 
-def read_config(source: RWKUSource, config: str) -> list[dict[str, Any]]:
+def read_config(source: Source, config: str) -> list[dict[str, Any]]:
     """The rows of one config, each checked against `FIELDS[config]`, with a `where` key added.
 
     A bad row is a `ValueError` naming the file, the row, the field and the value.
@@ -341,7 +315,7 @@ def select_targets(spec: str, targets: list[str]) -> list[str]:
 
 
 def _word_key(word: str) -> str:
-    return _POSSESSIVE.sub("", word).lower()
+    return POSSESSIVE.sub("", word).lower()
 
 
 def vocabulary(texts: Iterable[str]) -> frozenset[str]:
@@ -364,7 +338,7 @@ def name_phrases(target: str, all_targets: Iterable[str]) -> list[str]:
 
 def aliases(intro: str) -> list[str]:
     """Rule 2: the quoted phrases of a target's intro ('renowned as the "King of Horror"')."""
-    return [(m.group(1) or m.group(2)).strip() for m in _QUOTED.finditer(intro)]
+    return [(m.group(1) or m.group(2)).strip() for m in QUOTED.finditer(intro)]
 
 
 def _whole_word(text: str, phrase: str) -> Iterable[tuple[int, int]]:
@@ -384,7 +358,7 @@ def derive_spans(
         word = match.group()
         proper = word[0].isupper() and not _SENTENCE_START.search(text, 0, match.start())
         if (proper or any(c.isdigit() for c in word)) and _word_key(word) not in other_words:
-            end = match.start() + len(_POSSESSIVE.sub("", word))
+            end = match.start() + len(POSSESSIVE.sub("", word))
             candidates.append((match.start(), end, "fact"))
     return _merge(candidates)
 

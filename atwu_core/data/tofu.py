@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from atwu_core.data.schema import SCHEMA_VERSION, Benchmark, QAItem, Span, iter_json_lines
+from atwu_core.data.source import HUB_PREFIX, Row, Source, hub_source
 
 # forget config -> the retain config that completes it to the full 200 authors.
 TOFU_FORGET_CONFIGS = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
@@ -39,15 +40,14 @@ ROWS_PER_AUTHOR = 20
 # author is never named). Below it the author gets no name rather than a wrong one.
 MIN_NAME_QUESTIONS = 5
 SPAN_RULE = "tofu-spans-v1: name, title, phrase and rare_word against the retain answers"
-HUB_PREFIX = "hf:"
 
 # Lowercase name particles ("Isabella van Pletzen"): part of a name only between capitalised words.
 _PARTICLES = ("van", "von", "de", "der", "den", "del", "della", "da", "di", "du", "dos", "das",
               "la", "le", "al", "el", "bin", "ibn", "ben", "y")  # fmt: skip
 _WORD = re.compile(r"\w+(?:[-'’/]\w+)*")
 _LETTER_WORD = re.compile(r"[^\W\d_][\w\-'’]*")
-_POSSESSIVE = re.compile(r"['’]s?$")
-_QUOTED = re.compile(r'"([^"]+)"|“([^”]+)”')
+POSSESSIVE = re.compile(r"['’]s?$")  # "Marais's" -> "Marais"
+QUOTED = re.compile(r'"([^"]+)"|“([^”]+)”')  # straight or curly double quotes
 # Between two words of one name: a space, or the parentheses of a nickname ("Alejandro (Alex)").
 _NAME_GAPS = (" ", " (", ") ")
 _FIELD_PRIORITY = ("name", "title", "phrase", "rare_word")
@@ -59,42 +59,19 @@ _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|[\"“'‘(]\s*)$")
 # Reading rows
 # --------------------------------------------------------------------------------------------
 
-Row = tuple[str, dict[str, Any]]  # (where: "file, line N", decoded JSON object)
 
-
-@dataclass
-class _Source:
-    """Where rows come from: `has(config)` and `rows(config)` over file stems / hub configs."""
-
-    describe: str
-    has: Callable[[str], bool]
-    rows: Callable[[str], list[Row]]
-
-
-def _folder_source(folder: Path) -> _Source:
+def _folder_source(folder: Path) -> Source:
     if not folder.is_dir():
         raise ValueError(f"TOFU folder {folder} does not exist (or pass 'hf:locuslab/TOFU')")
 
     def rows(config: str) -> list[Row]:
         return [(where, row) for where, _, row in iter_json_lines(folder / f"{config}.json")]
 
-    return _Source(str(folder), lambda config: (folder / f"{config}.json").is_file(), rows)
+    return Source(str(folder), lambda config: (folder / f"{config}.json").is_file(), rows)
 
 
-def _hub_source(repo: str) -> _Source:
-    import datasets  # lazy: heavy, and the only place this module may reach the network
-
-    configs = list(datasets.get_dataset_config_names(repo))
-
-    def rows(config: str) -> list[Row]:
-        table = datasets.load_dataset(repo, config, split="train")
-        return [(f"{repo} config {config}, row {i}", dict(row)) for i, row in enumerate(table)]
-
-    return _Source(f"{HUB_PREFIX}{repo}", lambda config: config in configs, rows)
-
-
-def _require(source: _Source, configs: Iterable[str]) -> None:
-    missing = [c for c in configs if not source.has(c)]
+def _require(source: Source, configs: Iterable[str]) -> None:
+    missing = source.missing(configs)
     if missing:
         raise ValueError(
             f"TOFU source {source.describe} lacks {', '.join(missing)} "
@@ -141,7 +118,7 @@ def _parse(rows: list[Row], perturbed: bool, paraphrased: bool) -> list[dict[str
 
 def _blank_quotes(text: str) -> str:
     """Replace quoted titles by spaces (same length), so title words never look like a name."""
-    return _QUOTED.sub(lambda m: " " * len(m.group(0)), text)
+    return QUOTED.sub(lambda m: " " * len(m.group(0)), text)
 
 
 def _name_candidates(question: str, common: set[str]) -> list[str]:
@@ -151,7 +128,7 @@ def _name_candidates(question: str, common: set[str]) -> list[str]:
     run: list[tuple[int, int, str]] = []
     for match in _LETTER_WORD.finditer(text):
         raw = match.group()
-        word = _POSSESSIVE.sub("", raw)
+        word = POSSESSIVE.sub("", raw)
         start, end = match.start(), match.start() + len(word)
         joins = bool(run) and text[run[-1][1] : start] in _NAME_GAPS
         if word[:1].isupper() or (joins and word in _PARTICLES):
@@ -208,7 +185,7 @@ def _name_parts(name: str) -> list[str]:
 
 
 def _word_key(word: str) -> str:
-    return _POSSESSIVE.sub("", word).lower()
+    return POSSESSIVE.sub("", word).lower()
 
 
 @dataclass(frozen=True)
@@ -229,7 +206,7 @@ class RetainVocabulary:
             words.update(keys)
             bigrams.update(pairwise(keys))
             quoted.update(
-                _clean_title(m.group(1) or m.group(2)).lower() for m in _QUOTED.finditer(answer)
+                _clean_title(m.group(1) or m.group(2)).lower() for m in QUOTED.finditer(answer)
             )
         return cls(frozenset(words), frozenset(bigrams), frozenset(quoted))
 
@@ -254,7 +231,7 @@ def derive_spans(text: str, name: str, retain: RetainVocabulary) -> list[Span]:
     if name:
         for phrase in [name, *_name_parts(name)]:
             candidates += [(s, e, "name") for s, e in _whole_word(text, phrase)]
-    for match in _QUOTED.finditer(text):
+    for match in QUOTED.finditer(text):
         group = 1 if match.group(1) is not None else 2
         inner = match.group(group)
         title = _clean_title(inner)
@@ -265,17 +242,17 @@ def derive_spans(text: str, name: str, retain: RetainVocabulary) -> list[Span]:
     for left, right in pairwise(words):
         if (
             text[left.end() : right.start()] == " "
-            and not _POSSESSIVE.search(left.group())  # "Marais's LGBTQ+" is no phrase
+            and not POSSESSIVE.search(left.group())  # "Marais's LGBTQ+" is no phrase
             and left.group()[0].isupper()
             and right.group()[0].isupper()
             and not _SENTENCE_START.search(text, 0, left.start())
             and (_word_key(left.group()), _word_key(right.group())) not in retain.bigrams
         ):
-            end = right.start() + len(_POSSESSIVE.sub("", right.group()))
+            end = right.start() + len(POSSESSIVE.sub("", right.group()))
             candidates.append((left.start(), end, "phrase"))
     for match in words:
         if _word_key(match.group()) not in retain.words:
-            end = match.start() + len(_POSSESSIVE.sub("", match.group()))
+            end = match.start() + len(POSSESSIVE.sub("", match.group()))
             candidates.append((match.start(), end, "rare_word"))
     return _merge(candidates)
 
@@ -341,7 +318,7 @@ def load_tofu(source: str | os.PathLike[str], forget: str = "forget10") -> Bench
         )
     text = os.fspath(source)
     if text.startswith(HUB_PREFIX):
-        src = _hub_source(text[len(HUB_PREFIX) :])
+        src = hub_source(text[len(HUB_PREFIX) :])
     else:
         src = _folder_source(Path(text))
     retain_config = TOFU_FORGET_CONFIGS[forget]
