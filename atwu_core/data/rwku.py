@@ -41,7 +41,7 @@ from typing import Any
 
 from atwu_core.data.schema import SCHEMA_VERSION, Benchmark, QAItem, Span, iter_json_lines
 from atwu_core.data.source import HUB_PREFIX, Row, Source, hub_source
-from atwu_core.data.tofu import POSSESSIVE, QUOTED
+from atwu_core.data.span_rules import POSSESSIVE, QUOTED, merge_spans, whole_word, word_key
 
 HUB_REPO = "jinzhuoran/RWKU"
 # Hub config -> file name in the repository's `All/` folder (dataset card, commit d72f493).
@@ -314,13 +314,9 @@ def select_targets(spec: str, targets: list[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _word_key(word: str) -> str:
-    return POSSESSIVE.sub("", word).lower()
-
-
 def vocabulary(texts: Iterable[str]) -> frozenset[str]:
     """Word keys (lowercase, possessive removed) of some texts: rule 3's reference."""
-    return frozenset(_word_key(w) for text in texts for w in _WORD.findall(text))
+    return frozenset(word_key(w) for text in texts for w in _WORD.findall(text))
 
 
 def name_phrases(target: str, all_targets: Iterable[str]) -> list[str]:
@@ -341,11 +337,6 @@ def aliases(intro: str) -> list[str]:
     return [(m.group(1) or m.group(2)).strip() for m in QUOTED.finditer(intro)]
 
 
-def _whole_word(text: str, phrase: str) -> Iterable[tuple[int, int]]:
-    pattern = re.compile(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)")
-    return ((m.start(), m.end()) for m in pattern.finditer(text))
-
-
 def derive_spans(
     text: str, names: list[str], alias_list: list[str], other_words: frozenset[str]
 ) -> list[Span]:
@@ -353,29 +344,14 @@ def derive_spans(
     candidates: list[tuple[int, int, str]] = []
     for field, phrases in (("name", names), ("alias", alias_list)):
         for phrase in phrases:
-            candidates += [(s, e, field) for s, e in _whole_word(text, phrase)]
+            candidates += [(s, e, field) for s, e in whole_word(text, phrase)]
     for match in _WORD.finditer(text):
         word = match.group()
         proper = word[0].isupper() and not _SENTENCE_START.search(text, 0, match.start())
-        if (proper or any(c.isdigit() for c in word)) and _word_key(word) not in other_words:
+        if (proper or any(c.isdigit() for c in word)) and word_key(word) not in other_words:
             end = match.start() + len(POSSESSIVE.sub("", word))
             candidates.append((match.start(), end, "fact"))
-    return _merge(candidates)
-
-
-def _merge(candidates: list[tuple[int, int, str]]) -> list[Span]:
-    """Union overlapping intervals; a merged span keeps the field of its longest member."""
-    ordered = sorted(candidates, key=lambda c: (c[0], -c[1], _FIELD_PRIORITY.index(c[2])))
-    merged: list[list[Any]] = []  # [start, end, field, length of the field's member]
-    for start, end, field in ordered:
-        if merged and start < merged[-1][1]:
-            cur = merged[-1]
-            cur[1] = max(cur[1], end)
-            if end - start > cur[3]:
-                cur[2], cur[3] = field, end - start
-        else:
-            merged.append([start, end, field, end - start])
-    return [Span(s, e, f) for s, e, f, _ in merged]
+    return merge_spans(candidates, _FIELD_PRIORITY)
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any
 
 from atwu_core.data.schema import SCHEMA_VERSION, Benchmark, QAItem, Span, iter_json_lines
 from atwu_core.data.source import HUB_PREFIX, Row, Source, hub_source
+from atwu_core.data.span_rules import POSSESSIVE, QUOTED, merge_spans, whole_word, word_key
 
 # forget config -> the retain config that completes it to the full 200 authors.
 TOFU_FORGET_CONFIGS = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
@@ -46,8 +47,6 @@ _PARTICLES = ("van", "von", "de", "der", "den", "del", "della", "da", "di", "du"
               "la", "le", "al", "el", "bin", "ibn", "ben", "y")  # fmt: skip
 _WORD = re.compile(r"\w+(?:[-'’/]\w+)*")
 _LETTER_WORD = re.compile(r"[^\W\d_][\w\-'’]*")
-POSSESSIVE = re.compile(r"['’]s?$")  # "Marais's" -> "Marais"
-QUOTED = re.compile(r'"([^"]+)"|“([^”]+)”')  # straight or curly double quotes
 # Between two words of one name: a space, or the parentheses of a nickname ("Alejandro (Alex)").
 _NAME_GAPS = (" ", " (", ") ")
 _FIELD_PRIORITY = ("name", "title", "phrase", "rare_word")
@@ -184,10 +183,6 @@ def _name_parts(name: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _word_key(word: str) -> str:
-    return POSSESSIVE.sub("", word).lower()
-
-
 @dataclass(frozen=True)
 class RetainVocabulary:
     """What the retain answers contain: the reference of span rules 2-4."""
@@ -202,7 +197,7 @@ class RetainVocabulary:
         bigrams: set[tuple[str, str]] = set()
         quoted: set[str] = set()
         for answer in answers:
-            keys = [_word_key(w) for w in _WORD.findall(answer)]
+            keys = [word_key(w) for w in _WORD.findall(answer)]
             words.update(keys)
             bigrams.update(pairwise(keys))
             quoted.update(
@@ -215,11 +210,6 @@ def _clean_title(inner: str) -> str:
     return inner.strip().rstrip(".,;:!?").strip()
 
 
-def _whole_word(text: str, phrase: str) -> Iterable[tuple[int, int]]:
-    pattern = re.compile(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)")
-    return ((m.start(), m.end()) for m in pattern.finditer(text))
-
-
 def derive_spans(text: str, name: str, retain: RetainVocabulary) -> list[Span]:
     """Forget spans of one TOFU answer by the module's four rules; sorted, non-overlapping.
 
@@ -230,7 +220,7 @@ def derive_spans(text: str, name: str, retain: RetainVocabulary) -> list[Span]:
     candidates: list[tuple[int, int, str]] = []
     if name:
         for phrase in [name, *_name_parts(name)]:
-            candidates += [(s, e, "name") for s, e in _whole_word(text, phrase)]
+            candidates += [(s, e, "name") for s, e in whole_word(text, phrase)]
     for match in QUOTED.finditer(text):
         group = 1 if match.group(1) is not None else 2
         inner = match.group(group)
@@ -246,30 +236,15 @@ def derive_spans(text: str, name: str, retain: RetainVocabulary) -> list[Span]:
             and left.group()[0].isupper()
             and right.group()[0].isupper()
             and not _SENTENCE_START.search(text, 0, left.start())
-            and (_word_key(left.group()), _word_key(right.group())) not in retain.bigrams
+            and (word_key(left.group()), word_key(right.group())) not in retain.bigrams
         ):
             end = right.start() + len(POSSESSIVE.sub("", right.group()))
             candidates.append((left.start(), end, "phrase"))
     for match in words:
-        if _word_key(match.group()) not in retain.words:
+        if word_key(match.group()) not in retain.words:
             end = match.start() + len(POSSESSIVE.sub("", match.group()))
             candidates.append((match.start(), end, "rare_word"))
-    return _merge(candidates)
-
-
-def _merge(candidates: list[tuple[int, int, str]]) -> list[Span]:
-    """Union overlapping intervals; a merged span keeps the field of its longest member."""
-    ordered = sorted(candidates, key=lambda c: (c[0], -c[1], _FIELD_PRIORITY.index(c[2])))
-    merged: list[list[Any]] = []  # [start, end, field, length of the field's member]
-    for start, end, field in ordered:
-        if merged and start < merged[-1][1]:
-            cur = merged[-1]
-            cur[1] = max(cur[1], end)
-            if end - start > cur[3]:
-                cur[2], cur[3] = field, end - start
-        else:
-            merged.append([start, end, field, end - start])
-    return [Span(s, e, f) for s, e, f, _ in merged]
+    return merge_spans(candidates, _FIELD_PRIORITY)
 
 
 # --------------------------------------------------------------------------------------------
