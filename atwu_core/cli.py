@@ -35,6 +35,20 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def data_spec(data: str, data_dir: str | None) -> str:
+    """`--data tofu:forget10 --data-dir DIR` is `tofu:forget10@DIR` (rwku: alike)."""
+    if data_dir is None:
+        return data
+    loader, sep, selection = data.partition(":")
+    if not sep or loader not in ("tofu", "rwku"):
+        raise ValueError(f"--data-dir goes with tofu:<split> or rwku:<subjects> data, not {data!r}")
+    if "@" in selection:
+        raise ValueError(f"--data {data!r} already names its source (@...); drop --data-dir")
+    # RWKU's optional corpus (#name) follows the source: rwku:first10@DIR#train_positive_phi3
+    selection, hash_sign, corpus = selection.partition("#")
+    return f"{loader}:{selection}@{data_dir}{hash_sign}{corpus}"
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -179,7 +193,7 @@ def _unlearn_config(args: argparse.Namespace, method: str):
         method=method,
         hparams=parse_sets(args.set),
         model=args.model,
-        data=args.data,
+        data=data_spec(args.data, args.data_dir),
         retain_model=args.retain_model,
         lr=args.lr,
         epochs=args.epochs,
@@ -264,10 +278,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model, tokenizer = load_model(model_path, trust_remote_code=args.trust_remote_code)
     cfg = UnlearnConfig(
         model=str(args.reference_base or model_path),
-        data=args.data,
+        data=data_spec(args.data, args.data_dir),
         retain_model=args.retain_model,
     )
-    result = evaluate_run(model, tokenizer, load_data(args.data), cfg)
+    result = evaluate_run(model, tokenizer, load_data(cfg.data), cfg)
     if run_dir is not None:
         from atwu_core.runs import attach_eval
 
@@ -345,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="TOFU evaluation of a run folder (with model/) or a model")
     p.add_argument("target", help="run folder saved with --save-model, or a model path / hub id")
     p.add_argument("--data", default=str(DEFAULT_SAMPLE / "benchmark"))
+    p.add_argument("--data-dir", default=None, help="local folder for tofu:/rwku: data")
     p.add_argument("--retain-model", default=None, help="forget-quality reference model")
     p.add_argument("--reference-base", default=None, help=argparse.SUPPRESS)
     p.add_argument("--trust-remote-code", action="store_true")
@@ -367,6 +382,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default=str(DEFAULT_SAMPLE / "benchmark"),
         help="benchmark folder, tofu:<forget split>[@<folder|hf:locuslab/TOFU>], or "
         "rwku:<first10|name,name>@<folder|hf:jinzhuoran/RWKU> (docs/RWKU.md)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="local folder of TOFU's / RWKU's files for tofu:/rwku: data (same as @DIR)",
     )
     p.add_argument("--retain-model", default=None, help="forget-quality reference model")
     p.add_argument("--runs-dir", default="runs")
