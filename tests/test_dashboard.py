@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
+from apptest import html_with, open_app
 from fake_runs import (
     EXAMPLES,
     METHODS,
@@ -31,7 +32,6 @@ import atwu_core
 from atwu_core import runs, viz
 from dashboard import jobs
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TESTS = str(Path(__file__).resolve().parent)
 
 
@@ -60,21 +60,6 @@ def lab(tmp_path, monkeypatch, pristine_runs):
     st.cache_data.clear()
     yield types.SimpleNamespace(runs=runs_dir, new=tmp_path / "new", bench=bench, root=tmp_path)
     st.cache_data.clear()
-
-
-def open_app(view: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30)
-    if view:
-        at.session_state["view"] = view
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def html_with(at: AppTest, needle: str) -> str:
-    found = [h.value for h in at.html if needle in h.value]
-    assert found, f"no st.html element contains {needle!r}"
-    return found[0]
 
 
 def backgrounds(html: str) -> list[str]:

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from apptest import open_app
 from fake_runs import write_fake_benchmark, write_fake_run
 from streamlit.components.v2 import manifest_scanner
-from streamlit.testing.v1 import AppTest
 
 from atwu_core import runs
 from dashboard import teaching
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 # Final values of a fake RWKU evaluation: forgetting lowers the forget ROUGE, keeps neighbours.
 RWKU_VALUES = {
     "rwku/forget_l1_rougeL": 0.2,
@@ -69,14 +68,6 @@ def rwku_lab(tmp_path, monkeypatch):
     st.cache_data.clear()
     yield types.SimpleNamespace(runs=runs_dir)
     st.cache_data.clear()
-
-
-def open_app(view: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.session_state["view"] = view
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 @pytest.mark.parametrize(

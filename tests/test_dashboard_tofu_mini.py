@@ -4,18 +4,16 @@ built-in benchmark's."""
 from __future__ import annotations
 
 import types
-from pathlib import Path
 
 import pytest
 import streamlit as st
+from apptest import html_with, open_app
 from conftest import SAMPLE
 from fake_runs import write_fake_benchmark, write_fake_run, write_fake_runs
 from streamlit.components.v2 import manifest_scanner
-from streamlit.testing.v1 import AppTest
 
 from atwu_core.data.schema import Benchmark, QAItem, Span, save_benchmark
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TOFU_MINI = "TOFU-mini (real TOFU text)"
 ANSWER = "Basil Mahfouz Al-Kuwaiti was born in Kuwait City."
 
@@ -45,20 +43,6 @@ def lab(tmp_path, monkeypatch):
     st.cache_data.clear()
     yield types.SimpleNamespace(root=tmp_path, tofu=tofu, new=tmp_path / "new")
     st.cache_data.clear()
-
-
-def open_app(view: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.session_state["view"] = view
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def html_with(at: AppTest, needle: str) -> str:
-    found = [h.value for h in at.html if needle in h.value]
-    assert found, f"no st.html element contains {needle!r}"
-    return found[0]
 
 
 def switch(at, dataset: str):

@@ -1,0 +1,26 @@
+"""Opening the dashboard with Streamlit's AppTest: shared by the dashboard test files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+def open_app(view: str | None = None) -> AppTest:
+    """Run the app once (on `view` if given) and fail on any exception it raised."""
+    at = AppTest.from_file(APP, default_timeout=30)
+    if view:
+        at.session_state["view"] = view
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def html_with(at: AppTest, needle: str) -> str:
+    """The first st.html element containing `needle` (fails when there is none)."""
+    found = [h.value for h in at.html if needle in h.value]
+    assert found, f"no st.html element contains {needle!r}"
+    return found[0]
