@@ -358,6 +358,41 @@ def span_alignment(
     }
 
 
+# ----------------------------------------------------------------------------- selectivity
+
+# The span-token accuracy at which selectivity is read: most forgetting runs pass it, and below it
+# a fact is mostly gone (docs/RESULTS.md, "Selectivity").
+SELECTIVITY_AT = 0.1
+
+
+def selectivity(
+    span_acc: Sequence[float] | np.ndarray,
+    other_acc: Sequence[float] | np.ndarray,
+    target: float = SELECTIVITY_AT,
+) -> float | None:
+    """Shared-token accuracy at matched span-token accuracy: what a token-level method keeps.
+
+    `span_acc[i]`, `other_acc[i]` are the forget answers' teacher-forced accuracy on span tokens and
+    on the other (shared) tokens at successive snapshots of a run. Walks the trajectory to the
+    first snapshot where span accuracy falls to `target` and returns the shared-token accuracy
+    there, linearly interpolated between that snapshot and the previous one, so two methods are
+    compared at the same amount of forgetting. None when the run never forgets that much.
+    """
+    a = _finite(_as_1d(span_acc, "span_acc"), "span_acc")
+    o = _finite(_as_1d(other_acc, "other_acc"), "other_acc")
+    _same_length(a, o, "span_acc", "other_acc")
+    if not 0.0 <= target <= 1.0:
+        raise ValueError(f"target must be in [0, 1], got {target!r}")
+    below = np.flatnonzero(a <= target)
+    if below.size == 0:
+        return None
+    i = int(below[0])
+    if i == 0 or a[i - 1] == a[i]:
+        return float(o[i])
+    frac = (a[i - 1] - target) / (a[i - 1] - a[i])  # in (0, 1]: where `target` is crossed
+    return float(o[i - 1] + frac * (o[i] - o[i - 1]))
+
+
 # ----------------------------------------------------------------------------- storage
 
 

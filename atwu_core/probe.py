@@ -16,7 +16,7 @@ import torch
 from atwu_core.data.encode import collate, encode_example
 from atwu_core.model import load_model
 from atwu_core.runs import read_info
-from atwu_core.scorer import load_scorer
+from atwu_core.scorer import load_scorer, scorer_hidden
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,8 +61,9 @@ def score_text(run_path: str | Path, question: str, answer: str) -> pd.DataFrame
     batch = collate([enc], tokenizer.pad_token_id)
     with torch.no_grad():
         out = model(input_ids=batch["input_ids"], output_hidden_states=True)
-        hidden = out.hidden_states[-1][:, 1:]  # (1, T, D): input position t+1 holds target t
-        weights = scorer(hidden.float())[0]  # (T,)
+        position = info.get("config", {}).get("scorer", {}).get("scorer_position", "own")
+        hidden = scorer_hidden(out.hidden_states[-1].float(), position)  # (1, T, D)
+        weights = scorer(hidden)[0]  # (T,)
         logp = torch.log_softmax(out.logits[0, :-1].float(), -1)  # (T, V)
         targets = batch["input_ids"][0, 1:]  # (T,)
         nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (T,)

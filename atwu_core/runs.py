@@ -38,8 +38,11 @@ SCHEMA = 1
 RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
 TOKEN_WEIGHTS = "token_weights.parquet"
+# Every forget row's tokens at step 0 and at the last step (same columns as TOKEN_WEIGHTS): span
+# alignment is measured on all forget rows, the probe rows of TOKEN_WEIGHTS are for the replay.
+FORGET_WEIGHTS = "forget_weights.parquet"
 EVAL_JSON = "eval.json"
-RUN_FILES = (RUN_JSON, METRICS, TOKEN_WEIGHTS, EVAL_JSON)
+RUN_FILES = (RUN_JSON, METRICS, TOKEN_WEIGHTS, FORGET_WEIGHTS, EVAL_JSON)
 
 FINAL_STATUSES = ("finished", "failed", "interrupted")
 STALE = "running (stale?)"
@@ -215,16 +218,18 @@ class RunWriter:
             f.flush()
             os.fsync(f.fileno())
 
-    def write_token_weights(self, df: pd.DataFrame) -> None:
-        """Rewrite token_weights.parquet atomically with all snapshots so far (FORMATS.md)."""
+    def write_token_weights(self, df: pd.DataFrame, name: str = TOKEN_WEIGHTS) -> None:
+        """Rewrite token_weights.parquet (or `name` = FORGET_WEIGHTS) atomically (FORMATS.md)."""
         self._check_open()
+        if name not in (TOKEN_WEIGHTS, FORGET_WEIGHTS):
+            raise ValueError(f"token weights go to {TOKEN_WEIGHTS} or {FORGET_WEIGHTS}, not {name}")
         missing = [c for c in TOKEN_WEIGHT_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(
                 f"token weights for run {self.run_id} lack columns {missing}; "
                 f"required: {list(TOKEN_WEIGHT_COLUMNS)}"
             )
-        atomic_write(self.path / TOKEN_WEIGHTS, lambda f: df.to_parquet(f, index=False))
+        atomic_write(self.path / name, lambda f: df.to_parquet(f, index=False))
 
     def write_eval(self, d: Mapping[str, Any]) -> None:
         """Write eval.json atomically; `schema` is added when absent."""
@@ -384,9 +389,11 @@ def read_metrics(path: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
-def read_token_weights(path: str | os.PathLike[str]) -> pd.DataFrame | None:
-    """token_weights.parquet, or None when the run has not written a snapshot yet."""
-    file = Path(path) / TOKEN_WEIGHTS
+def read_token_weights(
+    path: str | os.PathLike[str], name: str = TOKEN_WEIGHTS
+) -> pd.DataFrame | None:
+    """token_weights.parquet (or `name` = FORGET_WEIGHTS), or None when not written (yet)."""
+    file = Path(path) / name
     if not file.exists():
         return None
     try:

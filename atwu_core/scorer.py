@@ -2,9 +2,14 @@
 
 `g_t = σ(wᵀ h_t + b)` on the (detached) last-layer hidden state of each answer token. The scorer is
 trained every `update_every` model steps, with the model frozen, on the same batch's cached NLLs and
-hidden states, by SGD with momentum on
+hidden states, by SGD with momentum and weight decay on
 
-    L_s = mean_t (1 - g_t)·sg[ℓ_t] + λ_H·mean_t H(g_t) + λ_P·mean_b (m̂_b - budget)² + λ_2·‖w‖².
+    L_s = mean_t (1 - g_t)·sg[ℓ_t] + λ_H·mean_t H(g_t) + λ_P·mean_b (m̂_b - budget)² + λ_2·‖(w, b)‖².
+
+As in the authors' code: the L2 term covers the bias too, the learning rate decays linearly over the
+run's *scorer updates* (1, (N-1)/N, ..., 1/N of the base rate), and on a step where both update
+the scorer steps first and the model's loss uses g recomputed from the same cached hidden states
+(`atwu_core.train` calls `ScorerTrainer.step` between the forward pass and the loss).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from .losses import masked_mean, mean_over_sequences, zero_outside
 
 SCORER_FORMAT = "atwu-scorer"
 SCORER_SCHEMA = "1"
+POSITIONS = ("own", "prev")
 
 
 @dataclass
@@ -40,12 +46,16 @@ class ScorerConfig:
     lambda_h: float = 1.0  # λ_H, binary-entropy term (pushes g to 0 or 1)
     lambda_p: float = 10.0  # λ_P, budget term
     budget: float = 0.2  # target fraction of a sequence's answer tokens with g > 0.5
-    lambda_2: float = 1.0  # λ_2, L2 on w (not b)
+    lambda_2: float = 1.0  # λ_2, L2 on all scorer parameters (w and b)
     scorer_lr: float = 0.05
     scorer_momentum: float = 0.9
+    scorer_weight_decay: float = 1e-4  # SGD weight decay, on top of the λ_2 term (authors' code)
     scorer_clip: float = 1.0  # max global grad norm of (w, b)
-    lr_decay: bool = True  # linear decay of scorer_lr to 0 over the run's model steps
+    lr_decay: bool = True  # linear decay over the scorer updates: 1, (N-1)/N, ..., 1/N
     freeze_after: int = -1  # -1: never freeze; k: no scorer update after model step k
+    # Which last-layer hidden state scores token y_t: "own" = the position holding y_t (the
+    # authors' default), "prev" = the position that predicts y_t (where ℓ_t is computed).
+    scorer_position: str = "own"
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, rule: str) -> None:
@@ -57,6 +67,8 @@ class ScorerConfig:
             # bool is an Integral: an int or float field must not silently take True.
             if kind is bool:
                 ok = isinstance(value, bool)
+            elif kind is str:
+                ok = isinstance(value, str)
             elif kind is int:
                 ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
             else:
@@ -65,6 +77,8 @@ class ScorerConfig:
                 raise ValueError(f"ScorerConfig.{f.name}={value!r} must be of type {kind.__name__}")
             if value != value:
                 raise ValueError(f"ScorerConfig.{f.name} is NaN")
+            if kind is float and value in (float("inf"), float("-inf")):
+                raise ValueError(f"ScorerConfig.{f.name}={value!r} must be finite")
             setattr(self, f.name, kind(value))
         check("update_every", self.update_every >= 1, ">= 1")
         for name in ("lambda_h", "lambda_p", "lambda_2"):
@@ -72,8 +86,15 @@ class ScorerConfig:
         check("budget", 0.0 <= self.budget <= 1.0, "in [0, 1]")
         check("scorer_lr", self.scorer_lr > 0, "> 0")
         check("scorer_momentum", 0.0 <= self.scorer_momentum < 1.0, "in [0, 1)")
+        check("scorer_weight_decay", self.scorer_weight_decay >= 0, ">= 0")
         check("scorer_clip", self.scorer_clip > 0, "> 0")
         check("freeze_after", self.freeze_after >= -1, "-1 (never) or a model step >= 0")
+        check("scorer_position", self.scorer_position in POSITIONS, f"one of {POSITIONS}")
+
+    def updates_in(self, total_steps: int) -> list[int]:
+        """The model steps (1-based) on which the scorer updates in a run of `total_steps`."""
+        last = total_steps if self.freeze_after < 0 else min(total_steps, self.freeze_after)
+        return list(range(self.update_every, last + 1, self.update_every))
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, Any]) -> ScorerConfig:
@@ -149,14 +170,14 @@ def scorer_objective(
     nll: torch.Tensor,
     mask: torch.Tensor,
     cfg: ScorerConfig,
-    weight: torch.Tensor,
+    params: Sequence[torch.Tensor],
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The scorer loss L_s of METHOD.md §1 and its four terms (unscaled, for logging).
 
     The parts' keys are bare (`loss`, `forget`, ...): the loop logs them under `scorer/`.
 
     g_logits (B, T) = wᵀh + b; nll (B, T) = ℓ_t (treated as a constant); mask (B, T) answer tokens;
-    weight = w, the scorer's linear weight (the bias is not regularised). `m̂_b`, the fraction of
+    params = the scorer's parameters (w and b), all under the L2 term. `m̂_b`, the fraction of
     sequence b's answer tokens with g > 0.5, uses a straight-through estimator so the budget term
     has a gradient.
     """
@@ -173,7 +194,7 @@ def scorer_objective(
     above = zero_outside(straight_through_above_half(z), mask)  # (B, T)
     frac = above.sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)  # (B,) m̂_b
     budget = mean_over_sequences((frac - cfg.budget) ** 2, mask)
-    l2 = weight.pow(2).sum()
+    l2 = sum(p.pow(2).sum() for p in params)
     loss = forget + cfg.lambda_h * entropy + cfg.lambda_p * budget + cfg.lambda_2 * l2
     parts = {
         "loss": float(loss.detach()),
@@ -187,19 +208,24 @@ def scorer_objective(
     return loss, parts
 
 
-def scorer_lr_at(model_step: int, cfg: ScorerConfig, total_steps: int) -> float:
-    """Scorer learning rate at a model step: `scorer_lr·(1 - step/total_steps)` if decaying."""
-    if not cfg.lr_decay:
+def scorer_lr_at(update: int, cfg: ScorerConfig, n_updates: int) -> float:
+    """Learning rate of the scorer's `update`-th step (0-based) of `n_updates`: `lr·(N-k)/N`.
+
+    The decay runs over scorer updates, not model steps, so the last update still learns (1/N of
+    the base rate) instead of taking a step of size 0.
+    """
+    if not cfg.lr_decay or n_updates < 1:
         return cfg.scorer_lr
-    return cfg.scorer_lr * max(0.0, 1.0 - model_step / total_steps)
+    return cfg.scorer_lr * max(0, n_updates - update) / n_updates
 
 
 class ScorerTrainer:
-    """Owns the scorer's optimiser and applies METHOD.md §1's alternating schedule.
+    """Owns the scorer's optimiser and METHOD.md §1's alternating schedule.
 
-    Call `maybe_step` once per model step with that step's forget batch; it updates the scorer on
-    steps divisible by `update_every` (and not after `freeze_after`), with the model's hidden states
-    and NLLs detached, so the model is frozen during the scorer step.
+    The loop asks `should_update(step)` once per model step; when it says yes, the loop calls
+    `step` with that step's cached hidden states and NLLs *before* computing the model's loss, then
+    recomputes g with the updated scorer (the authors' order). The model is frozen during the
+    scorer step because everything it sees is detached.
 
     The scorer stays fp32 whatever the model's dtype. In a data-parallel run `sync_grads` averages
     its gradients over processes before the step, so every process keeps the same (w, b).
@@ -216,53 +242,64 @@ class ScorerTrainer:
             raise ValueError(f"ScorerTrainer: total_steps={total_steps} must be >= 1")
         self.scorer = scorer
         self.cfg = cfg
-        self.total_steps = total_steps
+        self.schedule = frozenset(cfg.updates_in(total_steps))
+        self.n_updates = len(self.schedule)  # N, for the linear decay over updates
         self.sync_grads = sync_grads
         self.optimizer = torch.optim.SGD(
-            scorer.parameters(), lr=cfg.scorer_lr, momentum=cfg.scorer_momentum
+            scorer.parameters(),
+            lr=cfg.scorer_lr,
+            momentum=cfg.scorer_momentum,
+            weight_decay=cfg.scorer_weight_decay,
         )
         self.updates = 0
 
     def should_update(self, model_step: int) -> bool:
-        frozen = self.cfg.freeze_after >= 0 and model_step > self.cfg.freeze_after
-        return model_step % self.cfg.update_every == 0 and not frozen
+        return model_step in self.schedule
 
-    def maybe_step(
-        self,
-        model_step: int,
-        micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    ) -> dict[str, float] | None:
-        """One scorer update if the schedule says so: its logged scalars, else None.
+    def step(
+        self, micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> dict[str, float]:
+        """One scorer update; its logged scalars.
 
         `micro_batches` holds this step's (hidden (B, T, D) last-layer states, nll (B, T) = ℓ_t,
         mask (B, T) answer tokens), one triple per gradient-accumulation micro-batch; their
         objectives are averaged, as the model's losses are.
         """
-        if not self.should_update(model_step):
-            return None
         if not micro_batches:
-            raise ValueError("ScorerTrainer.maybe_step: no micro-batch to train on")
-        lr = scorer_lr_at(model_step, self.cfg, self.total_steps)
+            raise ValueError("ScorerTrainer.step: no micro-batch to train on")
+        lr = scorer_lr_at(self.updates, self.cfg, self.n_updates)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
+        params = list(self.scorer.parameters())
         sums: dict[str, float] = {}
         with torch.enable_grad():  # the loop may call this inside its own no_grad evaluation
             for hidden, nll, mask in micro_batches:
                 z = self.scorer.logits(hidden.detach())  # (B, T)
                 nll_t, mask_t = nll.detach().to(z.dtype), mask.to(z.dtype)
-                weight = self.scorer.linear.weight
-                loss, parts = scorer_objective(z, nll_t, mask_t, self.cfg, weight)
+                loss, parts = scorer_objective(z, nll_t, mask_t, self.cfg, params)
                 (loss / len(micro_batches)).backward()
                 for key, value in parts.items():
                     sums[key] = sums.get(key, 0.0) + value / len(micro_batches)
-        params = list(self.scorer.parameters())
         if self.sync_grads is not None:
             self.sync_grads(params)
         grad_norm = nn.utils.clip_grad_norm_(params, self.cfg.scorer_clip)
         self.optimizer.step()
         self.updates += 1
         return {**sums, "lr": lr, "grad_norm": float(grad_norm)}
+
+
+def scorer_hidden(hidden_states: torch.Tensor, position: str) -> torch.Tensor:
+    """The last-layer states (B, T, D) that score the targets of a shifted (B, T) frame.
+
+    Input position t+1 holds target y_t ("own"); input position t predicts it ("prev", where
+    ℓ_t is computed). `hidden_states` is the model's (B, T+1, D) last layer.
+    """
+    if position == "own":
+        return hidden_states[:, 1:]
+    if position == "prev":
+        return hidden_states[:, :-1]
+    raise ValueError(f"scorer_position={position!r} must be one of {POSITIONS}")
 
 
 def save_scorer(path: str | Path, scorer: TokenScorer) -> None:

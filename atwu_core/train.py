@@ -13,6 +13,7 @@ import platform
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,8 +29,9 @@ from atwu_core.losses import masked_mean, token_logp
 from atwu_core.methods import ForgetBatch, MethodSpec, get_method, resolve_hparams
 from atwu_core.methods.idk_dpo import IDK_ANSWERS
 from atwu_core.methods.rmu import rmu_retain_loss
+from atwu_core.metrics import selectivity
 from atwu_core.model import load_model
-from atwu_core.runs import RunWriter
+from atwu_core.runs import FORGET_WEIGHTS, RunWriter
 from atwu_core.scale import (
     AdaptersOff,
     DataParallel,
@@ -38,9 +40,17 @@ from atwu_core.scale import (
     no_sync_unless,
     split_batch,
 )
-from atwu_core.scorer import ScorerConfig, ScorerTrainer, TokenScorer, save_scorer
+from atwu_core.scorer import (
+    ScorerConfig,
+    ScorerTrainer,
+    TokenScorer,
+    save_scorer,
+    scorer_hidden,
+)
+from atwu_core.snapshots import pooled_alignment, span_metrics, token_rows
 
 Callback = Callable[[dict[str, Any]], Any]
+SNAPSHOT_BATCH = 32  # rows per forward pass when weighing probe or forget rows
 T = TypeVar("T")
 
 
@@ -219,12 +229,18 @@ def split_hparams(spec: MethodSpec, overrides: dict[str, Any]) -> tuple[dict, Sc
 
 
 class Forward:
-    """Runs the forward passes a method needs and packs them into a `ForgetBatch`."""
+    """Runs the forward passes a method needs and packs them into a `ForgetBatch`.
 
-    def __init__(self, spec, hparams, model, ref_model, scorer):
+    The scorer's weights are not filled here: on a step where the scorer updates, the loop trains
+    it on this forward's cached states first, then calls `weigh` (METHOD.md §1, the authors'
+    order).
+    """
+
+    def __init__(self, spec, hparams, model, ref_model, scorer, position: str = "own"):
         self.spec, self.hparams = spec, hparams
         self.model, self.ref, self.scorer = model, ref_model, scorer
         self.needs = spec.needs
+        self.position = position  # which last-layer state scores y_t (ScorerConfig)
         # RMU reads one intermediate layer; ATWU reads the last (METHOD.md §1, "Scorer").
         self.layer = hparams.get("layer", -1)
         self.want_hidden = bool(self.needs & {"hidden", "scorer"})
@@ -232,7 +248,7 @@ class Forward:
     def __call__(
         self, batch: dict[str, torch.Tensor], idk: dict[str, torch.Tensor] | None = None
     ) -> tuple[ForgetBatch, torch.Tensor | None]:
-        """Returns the ForgetBatch and the detached last-layer hidden states (B, T, D)."""
+        """The ForgetBatch and the detached scorer input states (B, T, D) (None without scorer)."""
         out = self.model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
@@ -240,17 +256,14 @@ class Forward:
         )
         labels, mask, spans = shift(batch)
         fb = ForgetBatch(logp=gather_logp(out.logits[:, :-1], labels), mask=mask, labels=labels)
-        last_hidden = None
-        if self.want_hidden:
-            # hidden of the target token's own position: input position t+1 holds y_t
-            last_hidden = out.hidden_states[-1][:, 1:].detach().float()  # (B, T, D)
+        scorer_states = None
+        if "scorer" in self.needs:
+            last = out.hidden_states[-1].detach().float()  # (B, T+1, D)
+            scorer_states = scorer_hidden(last, self.position)  # (B, T, D)
         if "hidden" in self.needs:
             fb.hidden = out.hidden_states[self.layer][:, 1:]
         if "logits" in self.needs:
             fb.logits = out.logits[:, :-1]
-        if "scorer" in self.needs:
-            with torch.no_grad():
-                fb.scorer_weights = self.scorer(last_hidden)  # (B, T)
         if "span_mask" in self.needs:
             fb.span_mask = spans
         if self.ref is not None and self.needs & {"ref_logp", "ref_logits", "ref_hidden"}:
@@ -275,7 +288,14 @@ class Forward:
             with torch.no_grad():
                 ref_alt = self.ref(input_ids=idk["input_ids"], attention_mask=idk["attention_mask"])
             fb.alt_ref_logp = gather_logp(ref_alt.logits[:, :-1], alt_labels)
-        return fb, last_hidden
+        return fb, scorer_states
+
+    def weigh(self, fb: ForgetBatch, scorer_states: torch.Tensor | None) -> ForgetBatch:
+        """Fill the scorer's weights g (B, T) from the cached states, with the current scorer."""
+        if scorer_states is not None:
+            with torch.no_grad():
+                fb.scorer_weights = self.scorer(scorer_states)
+        return fb
 
 
 def retain_loss(
@@ -368,6 +388,50 @@ def load_for_training(
     return model, tokenizer, ref, device
 
 
+@dataclass
+class Session:
+    """Everything one unlearning run holds: built by `_setup`, driven by `_train`, closed by
+    `_finish`. Plain fields, so the loop reads top to bottom without closures."""
+
+    config: UnlearnConfig
+    spec: MethodSpec
+    hparams: dict[str, Any]
+    retain_kind: str
+    parallel: DataParallel | None
+    rank: int
+    world: int
+    bench: Benchmark
+    model: torch.nn.Module
+    tokenizer: Any
+    ref: torch.nn.Module | None
+    device: torch.device
+    forget: list[Encoded]
+    retain: list[Encoded]
+    probe: list[Encoded]
+    retain_watch: list[Encoded]
+    idk_items: dict[str, Encoded] | None
+    total: int
+    steps_per_epoch: int
+    scorer: TokenScorer | None
+    trainer: ScorerTrainer | None
+    train_model: torch.nn.Module
+    forward: Forward  # training, through DDP if any
+    probe_forward: Forward  # snapshots and scorer pre-passes, this process only
+    conflict: dict[tuple[str, int], float]
+    retain_nll: dict[tuple[str, int], float]
+    writer: RunWriter | None
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    forget_stream: Iterator[list[Encoded]]
+    retain_stream: Iterator[list[Encoded]]
+    snapshots: list[dict[str, Any]] = field(default_factory=list)  # probe rows, every snapshot
+    forget_rows: list[dict[str, Any]] = field(default_factory=list)  # all forget rows, first+last
+    nll_before: dict[tuple[str, int], float] = field(default_factory=dict)
+    trajectory: list[tuple[float, float]] = field(default_factory=list)  # (span_acc, other_acc)
+    start: float = 0.0
+    step: int = 0  # the step in progress, for a failure report
+
+
 def unlearn(
     config: UnlearnConfig,
     *,
@@ -385,6 +449,23 @@ def unlearn(
     the main process writes the run folder, evaluates and calls `callback` (the others return
     None).
     """
+    s = _setup(config, runs_dir, run_id)
+    try:
+        _train(s, callback)
+        return _finish(s, evaluate)
+    except (KeyboardInterrupt, RunCancelled) as err:
+        if s.writer:
+            reason = str(err) or "interrupted (Ctrl-C)"
+            s.writer.finish("interrupted", reason=reason, failed_step=s.step)
+        return s.writer.path if s.writer else None
+    except Exception as err:
+        if s.writer:
+            s.writer.finish("failed", reason=f"{type(err).__name__}: {err}", failed_step=s.step)
+        raise
+
+
+def _setup(config: UnlearnConfig, runs_dir: str | Path, run_id: str | None) -> Session:
+    """Load data and models, build the scorer, optimiser and batch streams, open the run folder."""
     spec = get_method(config.method)
     hparams, scorer_cfg = split_hparams(spec, config.hparams)
     retain_kind = spec.retain if config.retain_loss == "default" else config.retain_loss
@@ -392,7 +473,6 @@ def unlearn(
     needs_ref = spec.needs_reference or retain_kind in ("kl", "rmu")
     parallel = DataParallel.from_env(config.device, find_unused="hidden" in spec.needs)
     rank, world = (parallel.rank, parallel.world) if parallel else (0, 1)
-    is_main = rank == 0
     if config.batch_size % (world * config.grad_accum):
         raise ValueError(
             f"batch_size={config.batch_size} must be a multiple of processes x grad_accum = "
@@ -404,39 +484,37 @@ def unlearn(
     max_len = getattr(model.config, "max_position_embeddings", None)
     forget = encode_items(tokenizer, bench.forget, max_len)
     retain = encode_items(tokenizer, bench.retain, max_len)
-    probe_items = pick_probe(bench.forget, config.probe_examples)
-    probe = encode_items(tokenizer, probe_items, max_len)
+    probe = encode_items(tokenizer, pick_probe(bench.forget, config.probe_examples), max_len)
     # A fixed retain subset (as large as the forget set) tracks utility during training.
     retain_watch = retain[:: max(1, len(retain) // max(1, len(forget)))][: len(forget)]
-    pad = tokenizer.pad_token_id
     idk_items = None
     if "alt" in spec.needs:
         idk_items = {
             e.id: encode_example(tokenizer, it.question, IDK_ANSWERS[i % len(IDK_ANSWERS)], id=e.id)
             for i, (it, e) in enumerate(zip(bench.forget, forget, strict=True))
         }
-
     steps_per_epoch = math.ceil(len(forget) / config.batch_size)
     total = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total = min(total, config.max_steps)
 
     scorer = trainer = None
+    position = "own"
     if scorer_cfg is not None:
         scorer = TokenScorer(model.config.hidden_size).to(device)  # fp32 whatever the model
         sync = parallel.mean_grads if parallel else None
         trainer = ScorerTrainer(scorer, scorer_cfg, total_steps=total, sync_grads=sync)
+        position = scorer_cfg.scorer_position
     train_model = parallel.wrap(model) if parallel else model
-    forward = Forward(spec, hparams, train_model, ref, scorer)  # training, through DDP if any
-    probe_forward = Forward(spec, hparams, model, ref, scorer)  # snapshots, this process only
 
     # Before the run folder exists: a failure here must not leave a run stuck at "running".
-    conflict = {}
-    if config.conflict and is_main:
-        conflict = probe_conflict(model, probe, retain_watch, pad, config)
-
+    conflict, retain_nll = {}, {}
     writer = None
-    if is_main:
+    if rank == 0:
+        pad = tokenizer.pad_token_id
+        if config.conflict:
+            conflict = probe_conflict(model, probe, retain_watch, pad, config)
+        retain_nll = retain_token_nll(config, tokenizer, forget)
         run_config = config.to_dict() | {"hparams": hparams, "retain_loss": retain_kind}
         if scorer_cfg is not None:
             run_config["scorer"] = vars(scorer_cfg)
@@ -451,47 +529,129 @@ def unlearn(
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=config.lr, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_decay(s, config.warmup_steps, total, 0.1)
+        opt, lambda step: warmup_decay(step, config.warmup_steps, total, 0.1)
     )
     # Same seed on every process: all draw the same global batches and keep their own slice.
     gen = torch.Generator().manual_seed(config.seed)
-    forget_stream = rows_stream(forget, config.batch_size, gen)
-    retain_stream = rows_stream(retain, config.batch_size, gen)
+    return Session(
+        config=config,
+        spec=spec,
+        hparams=hparams,
+        retain_kind=retain_kind,
+        parallel=parallel,
+        rank=rank,
+        world=world,
+        bench=bench,
+        model=model,
+        tokenizer=tokenizer,
+        ref=ref,
+        device=device,
+        forget=forget,
+        retain=retain,
+        probe=probe,
+        retain_watch=retain_watch,
+        idk_items=idk_items,
+        total=total,
+        steps_per_epoch=steps_per_epoch,
+        scorer=scorer,
+        trainer=trainer,
+        train_model=train_model,
+        forward=Forward(spec, hparams, train_model, ref, scorer, position),
+        probe_forward=Forward(spec, hparams, model, ref, scorer, position),
+        conflict=conflict,
+        retain_nll=retain_nll,
+        writer=writer,
+        opt=opt,
+        sched=sched,
+        forget_stream=rows_stream(forget, config.batch_size, gen),
+        retain_stream=rows_stream(retain, config.batch_size, gen),
+    )
 
-    snapshots: list[dict[str, Any]] = []
-    nll_before: dict[tuple[str, int], float] = {}
 
-    def snapshot(step: int) -> dict[str, float]:
-        """Record the method's per-token weights on the probe set, and forget/retain stats."""
-        model.eval()
-        with torch.no_grad():
-            batch = to_device(collate(probe, pad), device)
-            idk = _idk_batch(idk_items, [e.id for e in probe], pad, device)
-            fb, _ = probe_forward(batch, idk)
-            weights = spec.fn(fb, **hparams).token_weights.float()  # (B, T)
-        rows = _token_rows(step, probe, fb, weights, nll_before, conflict, tokenizer)
-        snapshots.extend(rows)
-        writer.write_token_weights(pd.DataFrame(snapshots))
-        stats = {f"forget/{k}": v for k, v in answer_stats(model, forget, pad).items()}
-        stats |= {f"retain/{k}": v for k, v in answer_stats(model, retain_watch, pad).items()}
-        stats |= _alignment(rows)
-        model.train()
-        return stats
+def _train(s: Session, callback: Callback | None) -> None:
+    """The loop: one optimiser step per batch, the scorer first on its update steps."""
+    config = s.config
+    trainable = [p for p in s.model.parameters() if p.requires_grad]
+    s.start = time.perf_counter()
+    if s.writer:
+        s.writer.log({"step": 0, "time_s": 0.0, **snapshot(s, 0)})
+    s.model.train()
+    for step in range(1, s.total + 1):
+        s.step = step
+        forget_micro = split_batch(next(s.forget_stream), s.rank, s.world, config.grad_accum)
+        retain_micro = split_batch(next(s.retain_stream), s.rank, s.world, config.grad_accum)
+        s.opt.zero_grad(set_to_none=True)
+        metrics: dict[str, Any] = {}
+        update = s.trainer is not None and s.trainer.should_update(step)
+        if update and config.grad_accum > 1:
+            # The scorer's step uses all of this step's micro-batches: a no-grad pre-pass caches
+            # their states, so every micro-batch's loss then sees the updated scorer.
+            metrics |= _scorer_step(s, [_scorer_input(s, rows) for rows in forget_micro])
+        sums: dict[str, float] = {}
+        for i, (f_rows, r_rows) in enumerate(zip(forget_micro, retain_micro, strict=True)):
+            # Gradients are all-reduced once per step, on the last micro-batch.
+            with no_sync_unless(s.parallel, s.train_model, sync=i == config.grad_accum - 1):
+                scalars = micro_step(s, f_rows, r_rows, update and config.grad_accum == 1)
+            metrics |= {k: v for k, v in scalars.items() if k.startswith("scorer/")}
+            for key, value in scalars.items():
+                if not key.startswith("scorer/"):
+                    sums[key] = sums.get(key, 0.0) + value / config.grad_accum
+        if s.parallel:
+            averaged = s.parallel.mean(torch.tensor(list(sums.values()))).tolist()
+            sums = dict(zip(sums, averaged, strict=True))
+        if not math.isfinite(sums["loss/total"]):
+            raise FloatingPointError(
+                f"non-finite loss at step {step}: forget={sums['loss/forget']}, "
+                f"retain={sums['loss/retain']}; try a lower lr (now {config.lr})"
+            )
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.clip)
+        s.opt.step()
+        s.sched.step()
+        metrics |= {
+            "step": step,
+            "epoch": (step - 1) // s.steps_per_epoch + 1,
+            "time_s": time.perf_counter() - s.start,
+            "lr": s.sched.get_last_lr()[0],
+            "grad_norm": float(grad_norm),
+            **sums,
+        }
+        if s.writer is None:
+            continue
+        if step % config.snapshot_every == 0 or step == s.total:
+            metrics |= snapshot(s, step)
+        s.writer.log(metrics)
+        s.writer.update(steps_done=step)
+        event = {"step": step, "total_steps": s.total, "metrics": metrics}
+        if callback is not None and callback(event) is False:
+            raise RunCancelled(f"cancelled by the caller at step {step}")
 
-    def micro_step(f_rows: list[Encoded], r_rows: list[Encoded], scale: float):
-        """Forward + backward of one micro-batch; its logged scalars and the scorer's inputs."""
-        fbatch = to_device(collate(f_rows, pad), device)
-        idk = _idk_batch(idk_items, [e.id for e in f_rows], pad, device)
-        fb, last_hidden = forward(fbatch, idk)
-        out = spec.fn(fb, **hparams)
-        if retain_kind == "none" or config.alpha == 0:
-            l_retain = torch.zeros((), device=device)
-        else:
-            rbatch = to_device(collate(r_rows, pad), device)
-            l_retain = retain_loss(retain_kind, train_model, ref, rbatch, forward.layer)
-        loss = config.gamma * out.loss + config.alpha * l_retain
-        (loss * scale).backward()
-        scalars = {
+
+def micro_step(
+    s: Session, f_rows: list[Encoded], r_rows: list[Encoded], update_scorer: bool
+) -> dict[str, float]:
+    """Forward + backward of one micro-batch (scaled for accumulation); its logged scalars.
+
+    With `update_scorer`, the scorer takes its step on this forward's cached states and NLLs
+    before the loss is built, and the loss uses g recomputed by the updated scorer.
+    """
+    config, pad = s.config, s.tokenizer.pad_token_id
+    fbatch = to_device(collate(f_rows, pad), s.device)
+    idk = _idk_batch(s.idk_items, [e.id for e in f_rows], pad, s.device)
+    fb, states = s.forward(fbatch, idk)
+    scalars: dict[str, float] = {}
+    if update_scorer:
+        scalars |= _scorer_step(s, [(states, -fb.logp.detach().float(), fb.mask)])
+    out = s.spec.fn(s.forward.weigh(fb, states), **s.hparams)
+    if s.retain_kind == "none" or config.alpha == 0:
+        l_retain = torch.zeros((), device=s.device)
+    else:
+        rbatch = to_device(collate(r_rows, pad), s.device)
+        l_retain = retain_loss(s.retain_kind, s.train_model, s.ref, rbatch, s.forward.layer)
+    loss = config.gamma * out.loss + config.alpha * l_retain
+    (loss / config.grad_accum).backward()
+    return (
+        scalars
+        | {
             "loss/total": loss.item(),
             "loss/forget": out.loss.item(),
             "loss/retain": l_retain.item(),
@@ -500,98 +660,96 @@ def unlearn(
             "weights/frac_above_half": masked_mean(
                 (out.token_weights > 0.5).float(), fb.mask
             ).item(),
-        } | {f"method/{k}": float(v) for k, v in out.parts.items()}
-        # The scorer's step uses this batch's cached ℓ_t and h_t, model frozen (METHOD.md §1).
-        scorer_input = (last_hidden, -fb.logp.detach().float(), fb.mask) if trainer else None
-        return scalars, scorer_input
+        }
+        | {f"method/{k}": float(v) for k, v in out.parts.items()}
+    )
 
-    start = time.perf_counter()
-    step = 0
-    try:
-        if writer:
-            writer.log({"step": 0, "time_s": 0.0, **snapshot(0)})
-        model.train()
-        for step in range(1, total + 1):
-            forget_micro = split_batch(next(forget_stream), rank, world, config.grad_accum)
-            retain_micro = split_batch(next(retain_stream), rank, world, config.grad_accum)
-            opt.zero_grad(set_to_none=True)
-            sums: dict[str, float] = {}
-            scorer_inputs = []
-            for i, (f_rows, r_rows) in enumerate(zip(forget_micro, retain_micro, strict=True)):
-                # Gradients are all-reduced once per step, on the last micro-batch.
-                with no_sync_unless(parallel, train_model, sync=i == config.grad_accum - 1):
-                    scalars, scorer_input = micro_step(f_rows, r_rows, 1 / config.grad_accum)
-                for key, value in scalars.items():
-                    sums[key] = sums.get(key, 0.0) + value / config.grad_accum
-                scorer_inputs.append(scorer_input)
-            if parallel:
-                averaged = parallel.mean(torch.tensor(list(sums.values()))).tolist()
-                sums = dict(zip(sums, averaged, strict=True))
-            if not math.isfinite(sums["loss/total"]):
-                raise FloatingPointError(
-                    f"non-finite loss at step {step}: forget={sums['loss/forget']}, "
-                    f"retain={sums['loss/retain']}; try a lower lr (now {config.lr})"
-                )
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.clip)
-            opt.step()
-            sched.step()
 
-            metrics: dict[str, Any] = {
-                "step": step,
-                "epoch": (step - 1) // steps_per_epoch + 1,
-                "time_s": time.perf_counter() - start,
-                "lr": sched.get_last_lr()[0],
-                "grad_norm": float(grad_norm),
-                **sums,
-            }
-            if trainer is not None:
-                scorer_parts = trainer.maybe_step(step, scorer_inputs)
-                if scorer_parts:
-                    metrics |= {f"scorer/{k}": v for k, v in scorer_parts.items()}
-            if writer is None:
-                continue
-            if step % config.snapshot_every == 0 or step == total:
-                metrics |= snapshot(step)
-            writer.log(metrics)
-            writer.update(steps_done=step)
-            if (
-                callback is not None
-                and callback({"step": step, "total_steps": total, "metrics": metrics}) is False
-            ):
-                raise RunCancelled(f"cancelled by the caller at step {step}")
-    except (KeyboardInterrupt, RunCancelled) as err:
-        if writer:
-            reason = str(err) or "interrupted (Ctrl-C)"
-            writer.finish("interrupted", reason=reason, failed_step=step)
-        return writer.path if writer else None
-    except Exception as err:
-        if writer:
-            writer.finish("failed", reason=f"{type(err).__name__}: {err}", failed_step=step)
-        raise
+def _scorer_input(s: Session, rows: list[Encoded]) -> tuple[torch.Tensor, ...]:
+    """(states, ℓ, mask) of rows from a no-grad forward of the current model."""
+    with torch.no_grad():
+        batch = to_device(collate(rows, s.tokenizer.pad_token_id), s.device)
+        fb, states = s.probe_forward(batch)
+    return states, -fb.logp.float(), fb.mask
 
-    if writer is None:
+
+def _scorer_step(s: Session, inputs: list[tuple[torch.Tensor, ...]]) -> dict[str, float]:
+    return {f"scorer/{k}": v for k, v in s.trainer.step(inputs).items()}
+
+
+def snapshot(s: Session, step: int) -> dict[str, float]:
+    """Record the method's per-token weights (probe rows every snapshot; every forget row at the
+    first and last step) and the forget/retain statistics of this step."""
+    s.model.eval()
+    rows = weigh_rows(s, step, s.probe)
+    s.snapshots.extend(rows)
+    s.writer.write_token_weights(pd.DataFrame(s.snapshots))
+    if step in (0, s.total):
+        s.forget_rows.extend(weigh_rows(s, step, s.forget))
+        s.writer.write_token_weights(pd.DataFrame(s.forget_rows), FORGET_WEIGHTS)
+    pad = s.tokenizer.pad_token_id
+    stats = {f"forget/{k}": v for k, v in answer_stats(s.model, s.forget, pad).items()}
+    stats |= {f"retain/{k}": v for k, v in answer_stats(s.model, s.retain_watch, pad).items()}
+    stats |= pooled_alignment(rows)
+    if "forget/span_acc" in stats and "forget/other_acc" in stats:
+        s.trajectory.append((stats["forget/span_acc"], stats["forget/other_acc"]))
+    s.model.train()
+    return stats
+
+
+@torch.no_grad()
+def weigh_rows(s: Session, step: int, encoded: Sequence[Encoded]) -> list[dict[str, Any]]:
+    """Tidy token rows (snapshots.token_rows) of the method's weights on `encoded` rows."""
+    pad, rows = s.tokenizer.pad_token_id, []
+    for i in range(0, len(encoded), SNAPSHOT_BATCH):
+        chunk = list(encoded[i : i + SNAPSHOT_BATCH])
+        batch = to_device(collate(chunk, pad), s.device)
+        idk = _idk_batch(s.idk_items, [e.id for e in chunk], pad, s.device)
+        fb, states = s.probe_forward(batch, idk)
+        weights = s.spec.fn(s.probe_forward.weigh(fb, states), **s.hparams).token_weights
+        rows += token_rows(
+            step,
+            chunk,
+            weights.float().cpu().numpy(),
+            (-fb.logp).float().cpu().numpy(),
+            fb.mask.cpu().numpy(),
+            lambda tok: s.tokenizer.decode([tok]),
+            nll_before=s.nll_before,
+            conflict=s.conflict,
+            retain_nll=s.retain_nll,
+        )
+    return rows
+
+
+def _finish(s: Session, evaluate: bool) -> Path | None:
+    """Save the scorer, evaluate (TOFU metrics, span alignment on every forget row, selectivity),
+    save adapters/model, and mark the run finished."""
+    if s.writer is None:
         return None
-    if scorer is not None:
-        save_scorer(writer.path_for("scorer.safetensors"), scorer)
+    config, writer = s.config, s.writer
+    if s.scorer is not None:
+        save_scorer(writer.path_for("scorer.safetensors"), s.scorer)
     if evaluate:
         from atwu_core.experiment import evaluate_run
 
-        result = evaluate_run(model, tokenizer, bench, config)
-        final = [r for r in snapshots if r["step"] == step and r["in_loss"]]
-        result["metrics"] |= _span_metrics(final)
-        result["metrics"]["run/seconds"] = {
-            "agg_value": time.perf_counter() - start,
-            "value_by_index": {},
-        }
+        result = evaluate_run(s.model, s.tokenizer, s.bench, config)
+        result["metrics"] |= span_metrics([r for r in s.forget_rows if r["step"] == s.total])
+        if s.trajectory:
+            span_acc, other_acc = zip(*s.trajectory, strict=True)
+            value = selectivity(span_acc, other_acc)
+            if value is not None:
+                result["metrics"]["selectivity"] = {"agg_value": value, "value_by_index": {}}
+        seconds = time.perf_counter() - s.start
+        result["metrics"]["run/seconds"] = {"agg_value": seconds, "value_by_index": {}}
         writer.write_eval(result)
     if config.lora_r:
-        model.save_pretrained(writer.path_for("adapter"), safe_serialization=True)
+        s.model.save_pretrained(writer.path_for("adapter"), safe_serialization=True)
     if config.save_model:
         from atwu_core.model import save_model
 
         # A LoRA run saves the merged model too: a standard folder every tool can load.
-        final_model = model.merge_and_unload() if config.lora_r else model
-        save_model(final_model, tokenizer, writer.path_for("model"))
+        final_model = s.model.merge_and_unload() if config.lora_r else s.model
+        save_model(final_model, s.tokenizer, writer.path_for("model"))
     writer.finish("finished")
     return writer.path
 
@@ -628,65 +786,37 @@ def probe_conflict(model, probe, retain_watch, pad, config) -> dict[tuple[str, i
     return {(k.split("\t")[0], int(k.split("\t")[1])): v for k, v in values.items()}
 
 
-def _token_rows(step, probe, fb, weights, nll_before, conflict, tokenizer) -> list[dict[str, Any]]:
-    """Tidy rows (FORMATS.md, token_weights.parquet) for the answer tokens of each probe row."""
-    nll = (-fb.logp).float().cpu()
-    rows = []
-    for b, enc in enumerate(probe):
-        answer_ids = enc.input_ids[enc.answer_start :]
-        # target index t in the shifted frame holds input position t+1
-        first = enc.answer_start - 1
-        for pos, tok_id in enumerate(answer_ids):
-            t = first + pos
-            key = (enc.id, pos)
-            value = nll[b, t].item()
-            nll_before.setdefault(key, value)
-            start, end = enc.answer_offsets[pos]
-            rows.append(
-                {
-                    "step": step,
-                    "example_id": enc.id,
-                    "position": pos,
-                    "token": tokenizer.decode([tok_id]),
-                    "char_start": start,
-                    "char_end": end,
-                    "weight": weights[b, t].item(),
-                    "nll": value,
-                    "nll_before": nll_before[key],
-                    "in_span": bool(enc.in_span[pos]),
-                    "in_loss": bool(fb.mask[b, t].item()),
-                    "conflict": conflict.get(key),
-                }
-            )
-    return rows
+def retain_token_nll(config: UnlearnConfig, tokenizer, forget: list[Encoded]) -> dict:
+    """ℓ_t of every forget answer token under the retain model (the paper's label: what a model
+    that never saw the forget set cannot predict); {} without a retain model or when its
+    tokenizer splits the answers differently. Cached by content hash like the evaluations."""
+    from atwu_core.experiment import cached_value, retain_model_for
+    from atwu_core.model import load_model
 
-
-def _span_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Final-snapshot span alignment as eval.json entries `span/<metric>` (METHOD.md §4)."""
-    from atwu_core.metrics import span_alignment
-
-    labels = [r["in_span"] for r in rows]
-    if all(labels) or not any(labels):
+    retain_dir = retain_model_for(config)
+    if retain_dir is None or not Path(retain_dir).is_dir():
         return {}
-    result = span_alignment([r["weight"] for r in rows], labels, [r["example_id"] for r in rows])
-    out = {}
-    for name, pooled in result["pooled"].items():
-        if pooled is None:
-            continue
-        per = result["per_example"].get(name) or {"value_by_index": {}}
-        out[f"span/{name}"] = {"agg_value": pooled, "value_by_index": per["value_by_index"]}
-    return out
 
+    def compute() -> dict[str, Any]:
+        model, retain_tok = load_model(retain_dir, device=config.device, dtype=config.dtype)
+        if retain_tok.get_vocab() != tokenizer.get_vocab():
+            return {}
+        device, pad = next(model.parameters()).device, tokenizer.pad_token_id
+        out = {}
+        with torch.no_grad():
+            for i in range(0, len(forget), SNAPSHOT_BATCH):
+                chunk = forget[i : i + SNAPSHOT_BATCH]
+                batch = to_device(collate(chunk, pad), device)
+                logits = model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits
+                labels, _, _ = shift(batch)
+                nll = -gather_logp(logits[:, :-1], labels).cpu()  # (B, T)
+                for b, enc in enumerate(chunk):
+                    for pos in range(len(enc.input_ids) - enc.answer_start):
+                        out[f"{enc.id}\t{pos}"] = nll[b, enc.answer_start - 1 + pos].item()
+        return out
 
-def _alignment(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Pooled span AUROC / AP of this snapshot's weights (METHOD.md §4)."""
-    from atwu_core.metrics import span_alignment
-
-    scored = [r for r in rows if r["in_loss"]]
-    labels = [r["in_span"] for r in scored]
-    if all(labels) or not any(labels):
-        return {}  # alignment is undefined without both classes
-    result = span_alignment(
-        [r["weight"] for r in scored], labels, [r["example_id"] for r in scored]
-    )
-    return {f"align/{k}": v for k, v in result["pooled"].items() if v is not None}
+    settings = {"retain_token_nll": [e.id for e in forget], "version": 1}
+    values = cached_value(retain_dir, config.data, settings, compute)
+    return {(k.split("\t")[0], int(k.split("\t")[1])): v for k, v in values.items()}

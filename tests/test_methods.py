@@ -335,13 +335,26 @@ def test_plugins_with_half_weights_equal_their_base_exactly(plugin, base, needs_
 
 
 def test_atwu_npo_golden():
+    """w = 2g renormalised per sequence to sum to its token count, then NPO on Σ w·log-ratio."""
     beta = 0.5
     out = run("atwu_npo", scorer_batch(ref_logp=grid(P_REF, LN)), beta=beta)
-    rows = zip(P, P_REF, G, strict=True)
-    ratios = [sum(2 * g * (LN(p) - LN(q)) for p, q, g in zip(*row, strict=True)) for row in rows]
+    # Row 1: 2g = (1.8, 0.2, 1.0) sums to 3 = its length, unchanged. Row 2: 2g = (1.0, 1.4) sums
+    # to 2.4, rescaled by 2 / 2.4 to (0.8333, 1.1667).
+    w = ((1.8, 0.2, 1.0), (1.0 * 2 / 2.4, 1.4 * 2 / 2.4))
+    rows = zip(P, P_REF, w, strict=True)
+    ratios = [sum(wt * (LN(p) - LN(q)) for p, q, wt in zip(*row, strict=True)) for row in rows]
     want = (2 / beta) * mean(math.log1p(math.exp(beta * r)) for r in ratios)
     assert out.loss.item() == pytest.approx(want, rel=1e-5)
     assert out.token_weights[0].tolist() == pytest.approx([1.8, 0.2, 1.0])
+    assert out.token_weights[1, :2].tolist() == pytest.approx([2 / 2.4, 2.8 / 2.4])
+    assert out.token_weights[1, 2].item() == 0.0  # padding
+
+
+def test_atwu_npo_all_zero_weights_stay_zero():
+    g = ((0.0, 0.0, 0.0), (0.5, 0.5))
+    out = run("atwu_npo", scorer_batch(g, ref_logp=grid(P_REF, LN)), beta=0.5)
+    assert out.token_weights[0].tolist() == [0.0, 0.0, 0.0]
+    assert math.isfinite(out.loss.item())
 
 
 def test_atwu_simnpo_golden():
@@ -356,11 +369,36 @@ def test_atwu_simnpo_golden():
 
 
 def test_atwu_wga_golden():
+    """The weight enters only the exponent: -mean_t ℓ_t·sg[p_t^(β·2g_t)], no extra factor w."""
     beta = 1.5
     out = run("atwu_wga", scorer_batch(), beta=beta)
     pairs = zip(tokens(P), tokens(G), strict=True)
-    want = mean(2 * g * p ** (beta * 2 * g) * LN(p) for p, g in pairs)
+    want = mean(p ** (beta * 2 * g) * LN(p) for p, g in pairs)
     assert out.loss.item() == pytest.approx(want, rel=1e-5)
+    assert out.token_weights[0].tolist() == pytest.approx([1.8, 0.2, 1.0])
+
+
+def test_atwu_frozen_is_atwu_at_half_and_ignores_any_scorer():
+    beta = 5.0
+    out = run("atwu_frozen", batch(), beta=beta)
+    want = mean(0.5 * p ** (beta * 0.5) * LN(p) for p in tokens(P))
+    assert out.loss.item() == pytest.approx(want, rel=1e-6)
+    assert torch.equal(out.loss, run("atwu", scorer_batch(HALF), beta=beta).loss)
+    assert out.token_weights.tolist() == [[0.5, 0.5, 0.5], [0.5, 0.5, 0.0]]
+    assert get_method("atwu_frozen").needs == frozenset()  # no scorer, no reference model
+
+
+def test_oracle_saturated_golden():
+    """g = span mask; averaged over ALL answer tokens (5), unlike oracle_mask (over span tokens)."""
+    span = [[0, 1, 1], [1, 0, 1]]  # the span label on padding must be ignored
+    beta = 2.0
+    out = run("oracle_saturated", span_batch(span), beta=beta)
+    want = sum(p**beta * LN(p) for p in (0.2, 0.9, 0.7)) / 5
+    assert out.loss.item() == pytest.approx(want, rel=1e-6)
+    assert out.token_weights.tolist() == [[0, 1, 1], [1, 0, 0]]
+    g = ((0.0, 1.0, 1.0), (1.0, 0.0))
+    same = run("atwu", scorer_batch(g), beta=beta)
+    assert out.loss.item() == pytest.approx(same.loss.item(), rel=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,30 +472,21 @@ def test_alt_fields_must_agree():
         run("idk_dpo", b)
 
 
-def test_registry_shape():
-    assert set(REGISTRY) == {
-        "atwu",
-        "atwu_npo",
-        "atwu_simnpo",
-        "atwu_wga",
-        "grad_ascent",
-        "grad_diff",
-        "npo",
-        "simnpo",
-        "idk_dpo",
-        "rmu",
-        "undial",
-        "wga",
-        "satimp",
-        "tnpo",
-        "seul",
-        "oracle_mask",
-    }
+def test_registry_has_one_method_per_file():
+    """Every file of atwu_core/methods/ (but the registry) registers the method it is named after."""
+    from pathlib import Path
+
+    import atwu_core.methods as package
+
+    files = {p.stem for p in Path(package.__file__).parent.glob("*.py")} - {"__init__", "base"}
+    assert files == set(REGISTRY)
+    for name in ("atwu", "atwu_frozen", "oracle_saturated", "wga", "satimp", "seul"):
+        assert name in REGISTRY
     assert get_method("grad_ascent").retain == "none"
     assert get_method("rmu").retain == "rmu" and get_method("rmu").needs_reference
     assert get_method("npo").needs_reference and not get_method("grad_diff").needs_reference
     assert not get_method("atwu").needs_reference and get_method("atwu_npo").needs_reference
-    with pytest.raises(ValueError, match="available: atwu, atwu_npo"):
+    with pytest.raises(ValueError, match="available: atwu, atwu_frozen, atwu_npo"):
         get_method("nope")
 
 

@@ -18,6 +18,7 @@ from atwu_core.scorer import (
     load_scorer,
     save_scorer,
     scorer_lr_at,
+    scorer_hidden,
     scorer_objective,
     straight_through_above_half,
 )
@@ -74,13 +75,16 @@ Z = [[1.0, -0.5, 0.0], [2.0, -1.0, NAN]]  # g logits; the padding slot holds NaN
 NLL = [[2.0, 0.5, 1.0], [3.0, 0.1, NAN]]
 MASK = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
 W = [0.3, -0.4]
+B = 0.5  # the bias, under the L2 term too (authors' code)
 
 
 def objective(cfg=None, z=Z):
     z = torch.tensor(z, requires_grad=True)
     weight = torch.tensor([W], requires_grad=True)
-    loss, parts = scorer_objective(z, torch.tensor(NLL), MASK, cfg or ScorerConfig(), weight)
-    return z, weight, loss, parts
+    bias = torch.tensor([B], requires_grad=True)
+    cfg = cfg or ScorerConfig()
+    loss, parts = scorer_objective(z, torch.tensor(NLL), MASK, cfg, [weight, bias])
+    return z, (weight, bias), loss, parts
 
 
 def test_objective_golden_value():
@@ -91,7 +95,7 @@ def test_objective_golden_value():
     # m̂_b counts g > 0.5 strictly: row 1 has one of three (z = 0 gives g = 0.5 exactly), row 2 one
     # of two.
     budget = ((1 / 3 - 0.2) ** 2 + (1 / 2 - 0.2) ** 2) / 2
-    l2 = 0.3**2 + 0.4**2
+    l2 = 0.3**2 + 0.4**2 + 0.5**2
     want = forget + 1.0 * ent + 10.0 * budget + 1.0 * l2
     assert loss.item() == pytest.approx(want, rel=1e-6)
     assert parts["forget"] == pytest.approx(forget, rel=1e-6)
@@ -105,26 +109,27 @@ def test_objective_lambdas_scale_their_terms():
     cfg = ScorerConfig(lambda_h=0.0, lambda_p=2.0, lambda_2=0.5, budget=0.5)
     _, _, loss, parts = objective(cfg)
     budget = ((1 / 3 - 0.5) ** 2 + (1 / 2 - 0.5) ** 2) / 2
-    want = parts["forget"] + 2.0 * budget + 0.5 * (0.3**2 + 0.4**2)
+    want = parts["forget"] + 2.0 * budget + 0.5 * (0.3**2 + 0.4**2 + 0.5**2)
     assert loss.item() == pytest.approx(want, rel=1e-6)
 
 
 def test_forget_and_l2_gradients():
     cfg = ScorerConfig(lambda_h=0.0, lambda_p=0.0, lambda_2=1.0)
-    z, weight, loss, _ = objective(cfg)
+    z, (weight, bias), loss, _ = objective(cfg)
     loss.backward()
     # d/dz mean_t (1 - σ(z))·ℓ = -σ(z)(1 - σ(z))·ℓ / N
     s = sigmoid(1.0)
     assert z.grad[0, 0].item() == pytest.approx(-s * (1 - s) * 2.0 / 5, rel=1e-6)
     assert z.grad[1, 2].item() == 0.0  # padding, even though it holds NaN
     assert weight.grad[0].tolist() == pytest.approx([0.6, -0.8])  # d‖w‖²/dw = 2w
+    assert bias.grad.tolist() == pytest.approx([1.0])  # the bias is regularised too: 2b
 
 
 def test_budget_term_straight_through_gradient():
     # Only the budget term: the forward uses the hard count, the backward σ's derivative.
     cfg = ScorerConfig(lambda_h=0.0, lambda_p=10.0, lambda_2=0.0)
     z = torch.tensor(Z, requires_grad=True)
-    loss, _ = scorer_objective(z, torch.zeros(2, 3), MASK, cfg, torch.zeros(1, 2))
+    loss, _ = scorer_objective(z, torch.zeros(2, 3), MASK, cfg, [torch.zeros(1, 2)])
     loss.backward()
     m_hat, n = [1 / 3, 1 / 2], [3, 2]
     for b, t in [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]:
@@ -150,7 +155,7 @@ def test_entropy_stays_finite_for_saturated_logits():
 
 def test_objective_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="share one"):
-        scorer_objective(torch.zeros(2, 3), torch.zeros(2, 4), MASK, ScorerConfig(), torch.zeros(1))
+        scorer_objective(torch.zeros(2, 3), torch.zeros(2, 4), MASK, ScorerConfig(), [])
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,6 +179,10 @@ def test_objective_rejects_mismatched_shapes():
         ("freeze_after", -2, r"freeze_after=-2"),
         ("lambda_h", NAN, r"lambda_h is NaN"),
         ("lr_decay", 1, r"lr_decay=1 must be of type bool"),
+        ("scorer_weight_decay", -1e-4, r"scorer_weight_decay=-0.0001 must be >= 0"),
+        ("scorer_position", "next", r"scorer_position='next' must be one of \('own', 'prev'\)"),
+        ("scorer_position", 1, r"scorer_position=1 must be of type str"),
+        ("lambda_2", float("inf"), r"lambda_2=inf must be finite"),
         ("budget", "0.2", r"budget='0.2' must be of type float"),
     ],
 )
@@ -193,15 +202,20 @@ def test_config_defaults_and_int_to_float():
         "lambda_2": 1.0,
         "scorer_lr": 0.05,
         "scorer_momentum": 0.9,
+        "scorer_weight_decay": 1e-4,
         "scorer_clip": 1.0,
         "lr_decay": True,
         "freeze_after": -1,
+        "scorer_position": "own",
     }
 
 
 def test_config_from_overrides_casts_strings():
-    cfg = ScorerConfig.from_overrides({"update_every": "10", "lr_decay": "false", "budget": "0.3"})
+    cfg = ScorerConfig.from_overrides(
+        {"update_every": "10", "lr_decay": "false", "budget": "0.3", "scorer_position": "prev"}
+    )
     assert (cfg.update_every, cfg.lr_decay, cfg.budget) == (10, False, 0.3)
+    assert cfg.scorer_position == "prev"
     with pytest.raises(ValueError, match=r"no field lambda_x; allowed: update_every=5"):
         ScorerConfig.from_overrides({"lambda_x": 1})
     with pytest.raises(ValueError, match=r"update_every='often' is not a valid int"):
@@ -221,44 +235,63 @@ def test_config_names_do_not_collide_with_method_hparams():
 
 def test_schedule_update_every_and_freeze_after():
     cfg = ScorerConfig(update_every=5, freeze_after=10)
+    assert cfg.updates_in(20) == [5, 10]
+    assert ScorerConfig(update_every=5).updates_in(20) == [5, 10, 15, 20]
+    assert ScorerConfig(update_every=5).updates_in(4) == []
+    assert ScorerConfig(update_every=5, freeze_after=0).updates_in(20) == []
     trainer = ScorerTrainer(TokenScorer(4), cfg, total_steps=20)
-    hidden, nll, mask = torch.randn(2, 3, 4), torch.rand(2, 3) * 3, torch.ones(2, 3)
-    updated = []
-    for step in range(20):
-        before = [p.detach().clone() for p in trainer.scorer.parameters()]
-        out = trainer.maybe_step(step, [(hidden, nll, mask)])
-        changed = any(
-            not torch.equal(a, b) for a, b in zip(before, trainer.scorer.parameters(), strict=True)
-        )
-        assert (out is not None) == changed, step
-        if out is not None:
-            updated.append(step)
-    assert updated == [0, 5, 10]
-    assert trainer.updates == 3
+    assert [s for s in range(1, 21) if trainer.should_update(s)] == [5, 10]
+    assert trainer.n_updates == 2
 
 
-def test_linear_lr_decay():
+def test_lr_decays_linearly_over_scorer_updates_not_model_steps():
+    """N = 4 updates (steps 5, 10, 15, 20 of 20): rates 1, 3/4, 2/4, 1/4 of the base, never 0."""
     cfg = ScorerConfig()
-    assert scorer_lr_at(0, cfg, 10) == pytest.approx(0.05)
-    assert scorer_lr_at(5, cfg, 10) == pytest.approx(0.025)
-    assert scorer_lr_at(12, cfg, 10) == 0.0
-    assert scorer_lr_at(5, ScorerConfig(lr_decay=False), 10) == 0.05
-    trainer = ScorerTrainer(TokenScorer(2), ScorerConfig(update_every=1), total_steps=4)
-    out = trainer.maybe_step(3, [(torch.randn(1, 2, 2), torch.rand(1, 2), torch.ones(1, 2))])
-    assert out["lr"] == pytest.approx(0.05 * 0.25)
+    assert [scorer_lr_at(k, cfg, 4) for k in range(4)] == pytest.approx(
+        [0.05, 0.0375, 0.025, 0.0125]
+    )
+    assert scorer_lr_at(3, ScorerConfig(lr_decay=False), 4) == 0.05
+    trainer = ScorerTrainer(TokenScorer(2), cfg, total_steps=20)
+    batch = [(torch.randn(1, 2, 2), torch.rand(1, 2), torch.ones(1, 2))]
+    rates = [trainer.step(batch)["lr"] for _ in range(trainer.n_updates)]
+    assert rates == pytest.approx([0.05, 0.0375, 0.025, 0.0125])
     with pytest.raises(ValueError, match="total_steps=0"):
         ScorerTrainer(TokenScorer(2), cfg, total_steps=0)
+
+
+def test_sgd_weight_decay_is_applied():
+    """With every loss term off but λ_2 = 0, only SGD's weight decay moves (w, b): by lr·wd·θ."""
+    cfg = ScorerConfig(lambda_h=0.0, lambda_p=0.0, lambda_2=0.0, scorer_weight_decay=0.1)
+    trainer = ScorerTrainer(TokenScorer(2), cfg, total_steps=1)
+    with torch.no_grad():
+        trainer.scorer.linear.weight.copy_(torch.tensor([[1.0, -2.0]]))
+        trainer.scorer.linear.bias.fill_(3.0)
+    zero_nll = torch.zeros(1, 2)
+    trainer.step([(torch.zeros(1, 2, 2), zero_nll, torch.ones(1, 2))])
+    # forget term: (1 - g)·0 = 0; only the decay: θ ← θ - 0.05·0.1·θ
+    assert trainer.scorer.linear.weight[0].tolist() == pytest.approx([0.995, -1.99])
+    assert trainer.scorer.linear.bias.tolist() == pytest.approx([2.985])
+
+
+def test_scorer_hidden_positions():
+    states = torch.arange(4.0).reshape(1, 4, 1)  # (1, T+1, 1): input positions 0..3
+    assert scorer_hidden(states, "own").flatten().tolist() == [1.0, 2.0, 3.0]
+    assert scorer_hidden(states, "prev").flatten().tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="scorer_position='x'"):
+        scorer_hidden(states, "x")
 
 
 def test_first_step_is_clipped_sgd():
     # At z = 0 every g is 0.5: the forget term pulls w toward nll-weighted hidden states. With a
     # huge nll the gradient norm is far above 1, so the first SGD step (momentum buffer = grad)
     # moves (w, b) by exactly lr·clip.
-    cfg = ScorerConfig(lambda_h=0.0, lambda_p=0.0, lambda_2=0.0, scorer_clip=1.0)
+    cfg = ScorerConfig(
+        lambda_h=0.0, lambda_p=0.0, lambda_2=0.0, scorer_clip=1.0, scorer_weight_decay=0.0
+    )
     trainer = ScorerTrainer(TokenScorer(2), cfg, total_steps=100)
     hidden = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # (1, 2, 2)
     nll = torch.tensor([[400.0, 0.0]])
-    out = trainer.maybe_step(0, [(hidden, nll, torch.ones(1, 2))])
+    out = trainer.step([(hidden, nll, torch.ones(1, 2))])
     # dL/dw = -mean_t σ'(0)·ℓ_t·h_t = -(0.25·400·[1, 0]) / 2 = [-50, 0]; dL/db = -50
     assert out["grad_norm"] == pytest.approx(math.hypot(50.0, 50.0), rel=1e-6)
     step = 0.05 / math.sqrt(2)
@@ -271,7 +304,7 @@ def test_trainer_detaches_inputs_and_works_under_no_grad():
     hidden = torch.randn(2, 4, 3, requires_grad=True)
     nll = (hidden.sum(-1) ** 2).detach().requires_grad_()
     with torch.no_grad():
-        out = trainer.maybe_step(0, [(hidden, nll, torch.ones(2, 4))])
+        out = trainer.step([(hidden, nll, torch.ones(2, 4))])
     assert out is not None and out["grad_norm"] > 0
     assert hidden.grad is None and nll.grad is None
 
@@ -290,8 +323,8 @@ def test_scorer_learns_to_rank_forgettable_tokens():
     mask = torch.ones(b, t)
     scorer = TokenScorer(d)
     trainer = ScorerTrainer(scorer, ScorerConfig(update_every=1), total_steps=100)
-    for step in range(100):
-        trainer.maybe_step(step, [(hidden, nll, mask)])
+    for _ in range(100):
+        trainer.step([(hidden, nll, mask)])
     g = scorer(hidden).detach()
     auroc = roc_auc_score(forgettable.flatten().numpy(), g.flatten().numpy())
     assert auroc > 0.9, auroc

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import torch
@@ -30,6 +31,10 @@ class Encoded:
     answer_offsets: list[tuple[int, int]]  # char offsets of each answer token inside `answer`;
     # the appended end token gets (len(answer), len(answer))
     in_span: list[bool]  # per answer token: overlaps any span (half-open intervals)
+    # per answer token: the field of the span it overlaps ("" for template words); shared values
+    # (a field other authors have too) are named but not in `in_span`
+    span_field: list[str] = dataclass_field(default_factory=list)
+    is_end: list[bool] = dataclass_field(default_factory=list)  # per answer token: the end token
 
 
 def token_span_labels(
@@ -42,6 +47,23 @@ def token_span_labels(
     """
     bounds = [(s.start, s.end) if isinstance(s, Span) else (s[0], s[1]) for s in spans]
     return [any(max(start, a) < min(end, b) for a, b in bounds) for start, end in offsets]
+
+
+def token_span_fields(
+    offsets: Sequence[tuple[int, int]],
+    spans: Sequence[Span],
+    shared_spans: Sequence[Span] = (),
+) -> list[str]:
+    """Per token: the `field` of the first span it overlaps (forget spans first, then shared
+    spans), or "" for a token outside every span. Same overlap rule as `token_span_labels`."""
+    out = []
+    for start, end in offsets:
+        hit = next(
+            (s.field for s in (*spans, *shared_spans) if max(start, s.start) < min(end, s.end)),
+            "",
+        )
+        out.append(hit)
+    return out
 
 
 def _as_id_list(out: Any) -> list[int]:
@@ -92,6 +114,7 @@ def encode_example(
     id: str = "",
     add_end: bool = True,
     max_length: int | None = None,
+    shared_spans: Sequence[Span] = (),
 ) -> Encoded:
     """Tokenise one QA row; truncation drops answer tokens from the end to fit `max_length`.
 
@@ -106,11 +129,13 @@ def encode_example(
     enc = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
     answer_ids = [int(i) for i in enc["input_ids"]]
     offsets = [(int(s), int(e)) for s, e in enc["offset_mapping"]]
+    is_end = [False] * len(answer_ids)
     if add_end:
         if tokenizer.eos_token_id is None:
             raise ValueError(f"{id or 'row'}: add_end=True but the tokenizer has no eos_token")
         answer_ids.append(int(tokenizer.eos_token_id))
         offsets.append((len(answer), len(answer)))
+        is_end.append(True)
     if max_length is not None:
         keep = max_length - len(prompt)
         if keep < 1:
@@ -118,13 +143,17 @@ def encode_example(
                 f"{id or 'row'}: max_length={max_length} leaves no room for the answer after a "
                 f"{len(prompt)}-token prompt"
             )
-        answer_ids, offsets = answer_ids[:keep], offsets[:keep]
+        answer_ids, offsets, is_end = answer_ids[:keep], offsets[:keep], is_end[:keep]
     return Encoded(
         id=id,
         input_ids=prompt + answer_ids,
         answer_start=len(prompt),
         answer_offsets=offsets,
         in_span=token_span_labels(offsets, spans),
+        span_field=token_span_fields(
+            offsets, [s for s in spans if isinstance(s, Span)], shared_spans
+        ),
+        is_end=is_end,
     )
 
 

@@ -1,27 +1,13 @@
 """Unlearning methods: importing this package registers every method in `REGISTRY`.
 
-Adding a method = one file in this folder + one name in the import below; the test suite loops over
-the registry, so the new method is tested automatically.
+Adding a method = one file in this folder: every module here but `base` is imported below for its
+`@register` side effect, and the test suite loops over the registry, so the new method is tested
+automatically.
 """
 
-from . import (  # noqa: F401  (imported for their @register side effect)
-    atwu,
-    atwu_npo,
-    atwu_simnpo,
-    atwu_wga,
-    grad_ascent,
-    grad_diff,
-    idk_dpo,
-    npo,
-    oracle_mask,
-    rmu,
-    satimp,
-    seul,
-    simnpo,
-    tnpo,
-    undial,
-    wga,
-)
+import importlib
+import pkgutil
+
 from .base import (
     KNOWN_NEEDS,
     NEED_FIELDS,
@@ -34,6 +20,10 @@ from .base import (
     resolve_hparams,
     validate_batch,
 )
+
+for _module in pkgutil.iter_modules(__path__):  # sorted by name, so the order is stable
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "KNOWN_NEEDS",

@@ -22,22 +22,20 @@ def plugin_weights(batch: ForgetBatch) -> torch.Tensor:
     return zero_outside(2.0 * batch.scorer_weights.detach(), batch.mask)
 
 
-@register("atwu", needs=("scorer",))
-def atwu(batch: ForgetBatch, *, beta: float = 5.0, saturation: str = "scaled") -> MethodOutput:
-    """Ascend each token's NLL weighted by the learned g_t, fading it out once p_t is low.
+def saturated_ascent(
+    method: str, batch: ForgetBatch, g: torch.Tensor, beta: float, saturation: str
+) -> MethodOutput:
+    """`L_f = -mean_t[g_t·ℓ_t·sg[p_t^(β·g_t)]]` for any token weights g (B, T) in [0, 1].
 
-    METHOD.md §1 model step: `L_f = -mean_t[g_t·ℓ_t·sg[p_t^(β·g_t)]]` with g from the frozen linear
-    scorer (`atwu_core.scorer`), so tokens the scorer calls forget-specific (g → 1) are pushed and
-    shared tokens (g → 0) are left to the retain term. `saturation="plain"` uses `p_t^β` instead,
-    `"none"` drops the factor (ablation: learned weights without saturation). Token weight = g.
-    Yüce, Nikolaou, Flammarion, "Learning What to Forget: Improving LLM Unlearning via Learned
-    Token-Level Importance", arXiv 2606.06320, 2026.
+    One formula for ATWU (g learned), its frozen control (g = 0.5) and its oracle (g = span mask),
+    so the three differ only in where g comes from. `saturation="plain"` uses `p_t^β`, `"none"`
+    drops the factor (learned weights without saturation). Token weight = g.
     """
     check_hparam(
-        "atwu", "saturation", saturation, saturation in SATURATIONS, f"one of {SATURATIONS}"
+        method, "saturation", saturation, saturation in SATURATIONS, f"one of {SATURATIONS}"
     )
-    check_hparam("atwu", "beta", beta, beta >= 0, ">= 0")
-    g = zero_outside(batch.scorer_weights.detach(), batch.mask)  # (B, T)
+    check_hparam(method, "beta", beta, 0 <= beta < float("inf"), "finite and >= 0")
+    g = zero_outside(g.detach(), batch.mask)  # (B, T)
     if saturation == "scaled":
         weight = g * saturation_factor(batch.logp, beta * g)
     elif saturation == "plain":
@@ -47,5 +45,18 @@ def atwu(batch: ForgetBatch, *, beta: float = 5.0, saturation: str = "scaled") -
     return MethodOutput(
         loss=weighted_ascent(batch.logp, batch.mask, weight),
         token_weights=g,
-        parts={"atwu/effective_weight": float(masked_mean(weight, batch.mask))},
+        parts={f"{method}/effective_weight": float(masked_mean(weight, batch.mask))},
     )
+
+
+@register("atwu", needs=("scorer",))
+def atwu(batch: ForgetBatch, *, beta: float = 5.0, saturation: str = "scaled") -> MethodOutput:
+    """Ascend each token's NLL weighted by the learned g_t, fading it out once p_t is low.
+
+    METHOD.md §1 model step: `L_f = -mean_t[g_t·ℓ_t·sg[p_t^(β·g_t)]]` with g from the frozen linear
+    scorer (`atwu_core.scorer`), so tokens the scorer calls forget-specific (g → 1) are pushed and
+    shared tokens (g → 0) are left to the retain term. Token weight = g.
+    Yüce, Nikolaou, Flammarion, "Learning What to Forget: Improving LLM Unlearning via Learned
+    Token-Level Importance", arXiv 2606.06320, 2026.
+    """
+    return saturated_ascent("atwu", batch, batch.scorer_weights, beta, saturation)
