@@ -249,6 +249,47 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    import platform
+
+    from tqdm import tqdm
+
+    from atwu_core import study
+    from atwu_core.data.benchmark import GENERATOR_VERSION
+
+    quick = study.QUICK if args.quick else {}
+    methods = args.methods.split(",") if args.methods else quick.get("methods", study.CORE_METHODS)
+    seeds = (
+        [int(s) for s in args.seeds.split(",")]
+        if args.seeds
+        else quick.get("report_seeds", study.REPORT_SEEDS)
+    )
+    regimes = args.regimes.split(",") if args.regimes else quick.get("regimes", study.REGIMES)
+    _quiet_transformers()
+    out = Path(args.out)
+    board = study.run_study(
+        out, methods=methods, report_seeds=seeds, regimes=regimes, progress=tqdm.write
+    )
+    meta = {
+        "report_seeds": list(seeds),
+        "tuning_seed": study.TUNING_SEED,
+        "config": "default",
+        "generator_version": GENERATOR_VERSION,
+        "runs": len(board),
+        "seconds": board.attrs["seconds"],
+        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})",
+    }
+    text = study.report_markdown(board, meta)
+    if "atwu" in set(board["method"]):
+        for regime in board["regime"].unique():
+            text += f"\nPer-field span AUROC, regime `{regime}`:\n\n"
+            text += study.field_table(board, regime, ["atwu", *study.HEURISTICS, "seul"])
+    (out / "study.md").write_text(text)
+    print(text)
+    print(f"{len(board)} runs; {out / 'study.csv'} and {out / 'study.md'} written")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a run folder's saved model, or any model, with the TOFU protocol."""
     from atwu_core.config import UnlearnConfig
@@ -355,6 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(p)
     p.set_defaults(fn=cmd_compare)
+
+    p = sub.add_parser(
+        "study", help="the science protocol: report seeds x methods x regimes, headline tables"
+    )
+    p.add_argument("--out", default="runs/study", help="runs, study.csv and study.md go here")
+    p.add_argument("--quick", action="store_true", help="2 seeds, 5 methods, default regime")
+    p.add_argument("--methods", default=None, help="comma-separated (default: the core set)")
+    p.add_argument("--seeds", default=None, help="report generator seeds (default 1,2,3,4,5)")
+    p.add_argument("--regimes", default=None, help="comma-separated: default,long")
+    p.set_defaults(fn=cmd_study)
 
     p = sub.add_parser("eval", help="TOFU evaluation of a run folder (with model/) or a model")
     p.add_argument("target", help="run folder saved with --save-model, or a model path / hub id")

@@ -24,7 +24,11 @@ LEADERBOARD_COLUMNS = (
     "retain/rouge",
     "forget/prob",
     "retain/prob",
+    "selectivity",
+    "forget/span_token_acc",
+    "forget/other_token_acc",
     "span/auroc",
+    "span/no_end/auroc",
     "span/ap",
     "privacy/mink_auc",
     # RWKU runs (docs/DATA.md "RWKU"); a column no run has is left out of the summary.

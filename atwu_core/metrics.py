@@ -360,8 +360,7 @@ def span_alignment(
 
 # ----------------------------------------------------------------------------- selectivity
 
-# The span-token accuracy at which selectivity is read: most forgetting runs pass it, and below it
-# a fact is mostly gone (docs/RESULTS.md, "Selectivity").
+# Span-token accuracy a run must end at or below for its selectivity to count: the facts are gone.
 SELECTIVITY_AT = 0.1
 
 
@@ -370,27 +369,25 @@ def selectivity(
     other_acc: Sequence[float] | np.ndarray,
     target: float = SELECTIVITY_AT,
 ) -> float | None:
-    """Shared-token accuracy at matched span-token accuracy: what a token-level method keeps.
+    """Shared-token accuracy left once the facts are gone: what a token-level method keeps.
 
     `span_acc[i]`, `other_acc[i]` are the forget answers' teacher-forced accuracy on span tokens and
-    on the other (shared) tokens at successive snapshots of a run. Walks the trajectory to the
-    first snapshot where span accuracy falls to `target` and returns the shared-token accuracy
-    there, linearly interpolated between that snapshot and the previous one, so two methods are
-    compared at the same amount of forgetting. None when the run never forgets that much.
+    on the other (shared) tokens at successive snapshots of a run. Returns the last snapshot's
+    shared-token accuracy when its span-token accuracy is at most `target` (every counted run has
+    forgotten at least 1 - target of the facts, so runs compare at matched forgetting), else None:
+    a run that keeps the facts is not selective, it just did less.
+
+    Why the end and not the first crossing of `target`: uniform ascent erodes the shared tokens
+    *after* the facts are gone (it keeps pushing them), which a reading at the crossing misses.
     """
-    a = _finite(_as_1d(span_acc, "span_acc"), "span_acc")
-    o = _finite(_as_1d(other_acc, "other_acc"), "other_acc")
+    a = _finite(_as_1d(span_acc, "span_acc", allow_empty=True), "span_acc")
+    o = _finite(_as_1d(other_acc, "other_acc", allow_empty=True), "other_acc")
     _same_length(a, o, "span_acc", "other_acc")
     if not 0.0 <= target <= 1.0:
         raise ValueError(f"target must be in [0, 1], got {target!r}")
-    below = np.flatnonzero(a <= target)
-    if below.size == 0:
+    if a.size == 0 or a[-1] > target:
         return None
-    i = int(below[0])
-    if i == 0 or a[i - 1] == a[i]:
-        return float(o[i])
-    frac = (a[i - 1] - target) / (a[i - 1] - a[i])  # in (0, 1]: where `target` is crossed
-    return float(o[i - 1] + frac * (o[i] - o[i - 1]))
+    return float(o[-1])
 
 
 # ----------------------------------------------------------------------------- storage

@@ -734,11 +734,7 @@ def _finish(s: Session, evaluate: bool) -> Path | None:
 
         result = evaluate_run(s.model, s.tokenizer, s.bench, config)
         result["metrics"] |= span_metrics([r for r in s.forget_rows if r["step"] == s.total])
-        if s.trajectory:
-            span_acc, other_acc = zip(*s.trajectory, strict=True)
-            value = selectivity(span_acc, other_acc)
-            if value is not None:
-                result["metrics"]["selectivity"] = {"agg_value": value, "value_by_index": {}}
+        result["metrics"] |= trajectory_metrics(s.trajectory)
         seconds = time.perf_counter() - s.start
         result["metrics"]["run/seconds"] = {"agg_value": seconds, "value_by_index": {}}
         writer.write_eval(result)
@@ -752,6 +748,23 @@ def _finish(s: Session, evaluate: bool) -> Path | None:
         save_model(final_model, s.tokenizer, writer.path_for("model"))
     writer.finish("finished")
     return writer.path
+
+
+def trajectory_metrics(trajectory: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """eval.json entries of the forget answers' token accuracy over the run: the last snapshot's
+    span-token and other-token accuracy, and `selectivity` (other-token accuracy where span
+    accuracy first reaches metrics.SELECTIVITY_AT; absent when it never does)."""
+    if not trajectory:
+        return {}
+    span_acc, other_acc = zip(*trajectory, strict=True)
+    out = {
+        "forget/span_token_acc": {"agg_value": span_acc[-1], "value_by_index": {}},
+        "forget/other_token_acc": {"agg_value": other_acc[-1], "value_by_index": {}},
+    }
+    value = selectivity(span_acc, other_acc)
+    if value is not None:
+        out["selectivity"] = {"agg_value": value, "value_by_index": {}}
+    return out
 
 
 def _idk_batch(idk_items, ids, pad, device):

@@ -17,8 +17,8 @@ from atwu_core.scorer import (
     TokenScorer,
     load_scorer,
     save_scorer,
-    scorer_lr_at,
     scorer_hidden,
+    scorer_lr_at,
     scorer_objective,
     straight_through_above_half,
 )

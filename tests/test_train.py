@@ -162,3 +162,45 @@ def test_sigkill_leaves_a_readable_run_folder(tiny_lab, tmp_path):
     assert len(run.metrics) >= 4
     assert run.token_weights is not None
     json.loads((metrics.parent / "run.json").read_text())
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_scorer_steps_first_and_the_loss_uses_its_new_weights(tiny_lab, tmp_path, grad_accum):
+    """METHOD.md §1 order: on an update step the scorer moves, then g is recomputed for the loss.
+
+    Steps 1-2 see the zero-initialised scorer (g = 0.5 exactly); step 3 is the first update, so
+    its logged loss weights already differ from 0.5. With the old order (model first) they would
+    still be 0.5 at step 3.
+    """
+    cfg = config(
+        tiny_lab,
+        "atwu",
+        max_steps=3,
+        hparams={"update_every": 3},
+        grad_accum=grad_accum,
+        conflict=False,
+    )
+    m = load_run(unlearn(cfg, runs_dir=tmp_path)).metrics.set_index("step")
+    assert m.loc[1, "weights/mean"] == 0.5 and m.loc[2, "weights/mean"] == 0.5
+    assert m.loc[3, "scorer/lr"] == pytest.approx(0.05)  # one update of one: full rate
+    assert m.loc[3, "weights/mean"] != 0.5
+    assert abs(m.loc[3, "scorer/g_mean"] - 0.5) < 1e-6  # the objective saw the old scorer
+
+
+def test_every_forget_row_is_weighed_at_the_first_and_last_step(tiny_lab, tmp_path):
+    cfg = config(tiny_lab, "atwu_frozen", max_steps=4, probe_examples=2, conflict=False)
+    path = unlearn(cfg, runs_dir=tmp_path, evaluate=True)
+    forget = load_benchmark(tiny_lab.bench_dir).forget
+    from atwu_core.runs import FORGET_WEIGHTS, read_token_weights
+
+    fw = read_token_weights(path, FORGET_WEIGHTS)
+    assert set(fw["step"]) == {0, 4}
+    assert fw.groupby("step")["example_id"].nunique().tolist() == [len(forget), len(forget)]
+    assert load_run(path).token_weights["example_id"].nunique() == 2  # the replay stays small
+    assert fw["retain_nll"].notna().all()  # the lab has a retain model beside the full one
+    assert fw["is_end"].sum() == 2 * len(forget)  # one end token per answer, at both steps
+    assert set(fw.loc[fw["in_span"], "span_field"]) - {""}
+    metrics = load_run(path).eval["metrics"]
+    assert len(metrics["span/auroc"]["value_by_index"]) > 2  # all forget rows, not the probes
+    for key in ("span/ref/nll/auroc", "span/ref/retain_nll/auroc", "span/no_end/auroc"):
+        assert 0.0 <= metrics[key]["agg_value"] <= 1.0, key

@@ -1,0 +1,315 @@
+"""`atwu study`: the science protocol in one command, and the statistics of its headline table.
+
+Protocol (docs/RESULTS.md, "The study"):
+1. **Benchmarks.** One *tuning* generator seed, never reported, and several *report* seeds. Each
+   seed gets its own built-in benchmark and its own full and retain models (`atwu prepare
+   --bench-seed`), cached under `$ATWU_CACHE/study/`, so a second study reuses them.
+2. **Tuning** (optional, `--trials N`): every method, controls included, gets the same N Optuna
+   trials on the tuning seed (`atwu tune`); the report runs use each method's best config.
+3. **Runs.** Every method on every report seed in each regime: `default` (the library's defaults,
+   50 steps) and `long` (200 steps, where uniform weighting erodes the shared tokens and the choice
+   of tokens decides).
+4. **Tables.** Mean ± 95 % CI over report seeds (Student t); paired differences per seed of ATWU
+   minus its frozen control and ATWU minus the best probability heuristic (WGA or SatImp, whichever
+   has the better mean on that metric); which methods keep utility ≥ 0.9 × the full model's.
+
+The statistics are pure functions of a table of runs (`summarise`, `paired`), tested on hand-made
+numbers; `run_study` only orchestrates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from atwu_core.config import UnlearnConfig
+
+TUNING_SEED = 100  # generator seed the tuner sees; never a report seed
+REPORT_SEEDS = (1, 2, 3, 4, 5)
+REGIMES: dict[str, dict[str, Any]] = {"default": {}, "long": {"epochs": 40}}
+CONTROLS = ("atwu_frozen", "oracle_saturated")
+HEURISTICS = ("wga", "satimp")  # token weights from the probability alone
+CORE_METHODS = ("atwu", *CONTROLS, *HEURISTICS, "seul")
+UTILITY_KEEP = 0.9  # a method "keeps utility" at >= 0.9 x the full model's
+# eval.json metrics the study reports, with the direction that is better.
+METRICS = {
+    "log10_fq": "higher",
+    "model_utility": "higher",
+    "selectivity": "higher",
+    "forget/span_token_acc": "lower",
+    "forget/other_token_acc": "higher",
+    "span/auroc": "higher",
+    "span/no_end/auroc": "higher",
+    "span/ref/nll_rise/auroc": "higher",
+    "span/ref/retain_nll/auroc": "higher",
+}
+QUICK = {"report_seeds": (1, 2), "methods": CORE_METHODS[:5], "regimes": ("default",)}
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, int]:
+    """(mean, half-width of the Student-t confidence interval, n) of the finite values.
+
+    The half-width is NaN for fewer than two values (no spread to speak of)."""
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    n = int(x.size)
+    if n == 0:
+        return math.nan, math.nan, 0
+    if n == 1:
+        return float(x[0]), math.nan, 1
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)
+    return float(x.mean()), float(half), n
+
+
+def summarise(board: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
+    """Mean, CI half-width and n per (regime, method) and metric: columns `<m>`, `<m>_ci`,
+    `<m>_n`. `board` has one row per run with `regime`, `method`, `seed` and metric columns."""
+    rows = []
+    for (regime, method), group in board.groupby(["regime", "method"], sort=False):
+        row: dict[str, Any] = {"regime": regime, "method": method, "seeds": group["seed"].nunique()}
+        for m in metrics:
+            if m not in group:
+                continue
+            row[m], row[f"{m}_ci"], row[f"{m}_n"] = mean_ci(group[m].tolist())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired(
+    board: pd.DataFrame, regime: str, a: str, b: str, metric: str
+) -> tuple[float, float, int]:
+    """Mean ± 95 % CI of the per-seed difference `a - b` on `metric` (seeds where both ran)."""
+    at = board[(board["regime"] == regime) & (board["method"] == a)].set_index("seed")[metric]
+    bt = board[(board["regime"] == regime) & (board["method"] == b)].set_index("seed")[metric]
+    diff = (at - bt).dropna()
+    return mean_ci(diff.tolist())
+
+
+def best_heuristic(board: pd.DataFrame, regime: str, metric: str) -> str | None:
+    """The probability heuristic (HEURISTICS) with the better mean on `metric` in `regime`."""
+    sub = board[(board["regime"] == regime) & board["method"].isin(HEURISTICS)]
+    if sub.empty or metric not in sub or sub[metric].isna().all():
+        return None
+    means = sub.groupby("method")[metric].mean().dropna()
+    better_high = METRICS.get(metric, "higher") == "higher"
+    return str(means.idxmax() if better_high else means.idxmin())
+
+
+def gap_closed(board: pd.DataFrame, regime: str, metric: str = "selectivity") -> float:
+    """Share of the frozen -> oracle gap ATWU closes on `metric`, from the means over seeds."""
+    sub = board[board["regime"] == regime].groupby("method")[metric].mean()
+    if not {"atwu", *CONTROLS} <= set(sub.index):
+        return math.nan
+    gap = sub["oracle_saturated"] - sub["atwu_frozen"]
+    return float((sub["atwu"] - sub["atwu_frozen"]) / gap) if gap else math.nan
+
+
+def best_forgetter(board: pd.DataFrame, regime: str) -> str | None:
+    """Method with the best mean log10 forget quality among those whose mean utility keeps
+    UTILITY_KEEP x the full model's (`utility_ok` on every seed), controls excluded."""
+    sub = board[(board["regime"] == regime) & ~board["method"].isin(CONTROLS)]
+    keep = sub.groupby("method")["utility_ok"].all()
+    means = sub[sub["method"].isin(keep[keep].index)].groupby("method")["log10_fq"].mean()
+    return None if means.empty else str(means.idxmax())
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _fmt(mean: float, half: float, digits: int = 3) -> str:
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    if half is None or not np.isfinite(half):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def report_markdown(board: pd.DataFrame, meta: dict[str, Any]) -> str:
+    """The headline tables of docs/RESULTS.md from a board of runs (one row per run)."""
+    summary = summarise(board)
+    lines = [
+        f"Report seeds {meta['report_seeds']} (tuning seed {meta['tuning_seed']} never "
+        f"reported), {meta['config']} configs, generator v{meta['generator_version']}; "
+        f"{meta['runs']} runs in {meta['seconds'] / 60:.0f} min on {meta['machine']}. "
+        "Mean ± 95 % CI over report seeds (Student t). `log10 FQ`: forget quality, higher is "
+        "better; `sel.`: shared-token accuracy where span-token accuracy first reaches 0.1; "
+        "`AUROC`: the method's token weights against the forget spans on every forget row "
+        "(`no end`: without the end-of-turn token); `rise` / `retain`: the same run's NLL rise "
+        "and the retain model's NLL as score-only references.",
+        "",
+    ]
+    cols = [
+        ("log10 FQ", "log10_fq"),
+        ("utility", "model_utility"),
+        ("sel.", "selectivity"),
+        ("shared acc", "forget/other_token_acc"),
+        ("span acc", "forget/span_token_acc"),
+        ("AUROC", "span/auroc"),
+        ("AUROC no end", "span/no_end/auroc"),
+        ("rise AUROC", "span/ref/nll_rise/auroc"),
+        ("retain AUROC", "span/ref/retain_nll/auroc"),
+    ]
+    for regime in board["regime"].unique():
+        sub = summary[summary["regime"] == regime]
+        lines += [f"#### Regime `{regime}`", ""]
+        lines.append("| method | keeps utility | " + " | ".join(c for c, _ in cols) + " |")
+        lines.append("|---" * (len(cols) + 2) + "|")
+        keep = board[board["regime"] == regime].groupby("method")["utility_ok"].all()
+        for _, row in sub.iterrows():
+            cells = [_fmt(row.get(k), row.get(f"{k}_ci")) for _, k in cols]
+            ok = "yes" if keep.get(row["method"], False) else "no"
+            lines.append(f"| {row['method']} | {ok} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines += _paired_lines(board, regime)
+    return "\n".join(lines) + "\n"
+
+
+def _paired_lines(board: pd.DataFrame, regime: str) -> list[str]:
+    lines = ["| paired difference (per seed) | metric | mean ± 95 % CI | n |", "|---|---|---|---|"]
+    for metric in ("selectivity", "forget/other_token_acc", "span/auroc", "log10_fq"):
+        if metric not in board:
+            continue
+        against = [("atwu_frozen", "frozen control")]
+        heuristic = best_heuristic(board, regime, metric)
+        if heuristic:
+            against.append((heuristic, f"best heuristic ({heuristic})"))
+        for other, label in against:
+            mean, half, n = paired(board, regime, "atwu", other, metric)
+            if n:
+                lines.append(f"| atwu − {label} | {metric} | {_fmt(mean, half)} | {n} |")
+    gap = gap_closed(board, regime)
+    best = best_forgetter(board, regime)
+    lines += [
+        "",
+        f"ATWU closes {_fmt(100 * gap, math.nan, 0)} % of the frozen → oracle selectivity gap; "
+        f"best forget quality among methods keeping utility: **{best or 'none'}**.",
+        "",
+    ]
+    return lines
+
+
+def field_table(board: pd.DataFrame, regime: str, methods: Sequence[str]) -> str:
+    """Per-field span AUROC (mean over seeds) of `methods` in `regime`, as markdown."""
+    sub = board[board["regime"] == regime]
+    fields = sorted(
+        c.split("/")[2]
+        for c in board.columns
+        if c.startswith("span/field/") and c.endswith("auroc")
+    )
+    present = [m for m in methods if m in set(sub["method"])]
+    lines = ["| field | " + " | ".join(present) + " |", "|---" * (len(present) + 1) + "|"]
+    for field in fields:
+        col = f"span/field/{field}/auroc"
+        cells = [
+            _fmt(*mean_ci(sub.loc[sub["method"] == m, col].tolist())[:2], digits=2) for m in present
+        ]
+        lines.append(f"| {field} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+def board_row(path: Path, regime: str, seed: int, full_utility: float | None) -> dict[str, Any]:
+    """One run folder as a study row: identity, every eval metric's agg_value, log10 FQ and
+    whether it keeps UTILITY_KEEP x the full model's utility."""
+    from atwu_core.runs import load_run
+
+    run = load_run(path)
+    row: dict[str, Any] = {
+        "regime": regime,
+        "method": run.method,
+        "seed": seed,
+        "run": str(path),
+    }
+    metrics = (run.eval or {}).get("metrics", {})
+    for key, entry in metrics.items():
+        if isinstance(entry, dict) and isinstance(entry.get("agg_value"), (int, float)):
+            row[key] = float(entry["agg_value"])
+    fq = row.get("forget_quality")
+    row["log10_fq"] = math.log10(max(fq, 1e-300)) if fq is not None else math.nan
+    mu = row.get("model_utility")
+    row["utility_ok"] = bool(
+        full_utility is not None and mu is not None and mu >= UTILITY_KEEP * full_utility
+    )
+    return row
+
+
+def prepared_benchmark(bench_seed: int, progress: Callable[[str], None]) -> Path:
+    """Folder with `benchmark/` and `models/{full,retain}` for a generator seed, built once and
+    cached under `$ATWU_CACHE/study/` (a half-built folder, without its report, is rebuilt)."""
+    from atwu_core.data.benchmark import GENERATOR_VERSION
+    from atwu_core.experiment import cache_root
+    from atwu_core.prepare import prepare
+
+    root = cache_root() / "study" / f"bench-v{GENERATOR_VERSION}-b{bench_seed}"
+    if not (root / "models" / "prepare_report.json").exists():
+        progress(f"prepare benchmark seed {bench_seed} (~2.5 min)")
+        prepare(root, bench_seed=bench_seed, seed=0)
+    return root
+
+
+def run_study(
+    out: str | Path,
+    *,
+    methods: Sequence[str] = CORE_METHODS,
+    report_seeds: Sequence[int] = REPORT_SEEDS,
+    regimes: Sequence[str] = tuple(REGIMES),
+    tuned: dict[str, dict[str, Any]] | None = None,
+    progress: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Run the protocol (module docstring) into `out`; returns the board (also `study.csv`).
+
+    `tuned` maps a method to the UnlearnConfig fields of its best tuned config (`hparams`, `lr`,
+    `alpha`); methods not in it run with the defaults.
+    """
+    from atwu_core.compare import reference_evals
+    from atwu_core.methods import get_method
+    from atwu_core.train import split_hparams, unlearn
+
+    unknown = [r for r in regimes if r not in REGIMES]
+    if unknown:
+        raise ValueError(f"unknown regime {unknown}; one of {list(REGIMES)}")
+    if TUNING_SEED in report_seeds:
+        raise ValueError(f"report seeds {list(report_seeds)} include the tuning seed {TUNING_SEED}")
+    tuned = tuned or {}
+    for method in methods:  # a typo fails now, not after an hour of runs
+        split_hparams(get_method(method), tuned.get(method, {}).get("hparams", {}))
+    out = Path(out)
+    rows = []
+    start = time.perf_counter()
+    for bench_seed in report_seeds:
+        root = prepared_benchmark(bench_seed, progress)
+        base = UnlearnConfig(
+            model=str(root / "models" / "full"),
+            data=str(root / "benchmark"),
+            conflict=False,
+        )
+        full_eval = reference_evals(base).get("full")
+        full_utility = full_eval["metrics"]["model_utility"]["agg_value"] if full_eval else None
+        for regime in regimes:
+            for method in methods:
+                progress(f"seed {bench_seed} · {regime} · {method}")
+                cfg = dataclasses.replace(
+                    base, method=method, **REGIMES[regime], **tuned.get(method, {})
+                )
+                path = unlearn(
+                    cfg, runs_dir=out / "runs" / regime / f"b{bench_seed}", evaluate=True
+                )
+                rows.append(board_row(path, regime, bench_seed, full_utility))
+    board = pd.DataFrame(rows)
+    board["config"] = ["tuned" if m in tuned else "default" for m in board["method"]]
+    out.mkdir(parents=True, exist_ok=True)
+    board.to_csv(out / "study.csv", index=False)
+    board.attrs["seconds"] = time.perf_counter() - start
+    return board

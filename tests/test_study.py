@@ -1,0 +1,97 @@
+"""Tests of the study's statistics (atwu_core.study) on hand-made boards of runs."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from atwu_core.study import (
+    best_forgetter,
+    best_heuristic,
+    gap_closed,
+    mean_ci,
+    paired,
+    report_markdown,
+    run_study,
+    summarise,
+)
+
+
+def board() -> pd.DataFrame:
+    """Three seeds; selectivity: frozen 0.5, oracle 0.9, atwu 0.6/0.7/0.8; wga and satimp."""
+    rows = []
+    values = {
+        "atwu": ([0.6, 0.7, 0.8], [-2.0, -3.0, -4.0], True),
+        "atwu_frozen": ([0.5, 0.5, 0.5], [-2.0, -2.0, -2.0], True),
+        "oracle_saturated": ([0.9, 0.9, 0.9], [-1.0, -1.0, -1.0], True),
+        "wga": ([0.4, 0.5, 0.6], [-1.5, -1.5, -1.5], True),
+        "satimp": ([0.55, 0.65, 0.75], [-0.5, -0.5, -0.5], False),
+    }
+    for method, (sel, fq, ok) in values.items():
+        for seed, (s, f) in enumerate(zip(sel, fq, strict=True), start=1):
+            rows.append(
+                {
+                    "regime": "long",
+                    "method": method,
+                    "seed": seed,
+                    "selectivity": s,
+                    "log10_fq": f,
+                    "utility_ok": ok,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_mean_ci_golden():
+    # mean 2, sd 1, n 3: half-width t(0.975, 2) · 1/√3 = 4.302653 / 1.732051 = 2.484138
+    mean, half, n = mean_ci([1.0, 2.0, 3.0])
+    assert (mean, n) == (2.0, 3)
+    assert half == pytest.approx(2.484138, rel=1e-6)
+    assert mean_ci([5.0])[0] == 5.0 and math.isnan(mean_ci([5.0])[1])
+    assert mean_ci([None, float("nan")])[2] == 0
+
+
+def test_summarise_and_paired_differences():
+    b = board()
+    s = summarise(b, ["selectivity"]).set_index("method")
+    assert s.loc["atwu", "selectivity"] == pytest.approx(0.7)
+    assert s.loc["atwu", "selectivity_ci"] == pytest.approx(0.1 * 4.302653 / math.sqrt(3), rel=1e-5)
+    # per seed atwu - frozen: 0.1, 0.2, 0.3 -> mean 0.2, sd 0.1
+    mean, half, n = paired(b, "long", "atwu", "atwu_frozen", "selectivity")
+    assert (round(mean, 10), n) == (0.2, 3)
+    assert half == pytest.approx(0.1 * 4.302653 / math.sqrt(3), rel=1e-5)
+
+
+def test_gap_heuristic_and_best_forgetter():
+    b = board()
+    assert gap_closed(b, "long") == pytest.approx((0.7 - 0.5) / (0.9 - 0.5))
+    assert best_heuristic(b, "long", "selectivity") == "satimp"  # 0.65 > 0.5
+    # satimp forgets best but loses utility; controls are not candidates; wga beats atwu
+    assert best_forgetter(b, "long") == "wga"
+
+
+def test_report_names_the_regime_and_the_paired_rows():
+    b = board()
+    meta = {
+        "report_seeds": [1, 2, 3],
+        "tuning_seed": 100,
+        "config": "default",
+        "generator_version": 2,
+        "runs": len(b),
+        "seconds": 600.0,
+        "machine": "2 CPU cores",
+    }
+    text = report_markdown(b, meta)
+    assert "#### Regime `long`" in text
+    assert "| atwu − frozen control | selectivity | 0.200 ± 0.248 | 3 |" in text
+    assert "ATWU closes 50 % of the frozen → oracle selectivity gap" in text
+    assert "**wga**" in text
+
+
+def test_run_study_refuses_the_tuning_seed_and_unknown_regimes(tmp_path):
+    with pytest.raises(ValueError, match="tuning seed 100"):
+        run_study(tmp_path, report_seeds=[1, 100])
+    with pytest.raises(ValueError, match="unknown regime"):
+        run_study(tmp_path, regimes=["forever"])
