@@ -10,7 +10,6 @@ from itertools import pairwise
 
 import pytest
 
-from atwu_core.data import benchmark as bm
 from atwu_core.data.benchmark import (
     BOOK_TITLES,
     DATE_PARTS,
@@ -121,10 +120,9 @@ def test_spans_cover_every_fact_in_the_answer(bench):
 
 
 def wrong_base(item):
-    """The text and spans perturbed answers were made from (same template, other facts)."""
-    if bm.PERTURB_PARAPHRASE:
-        return item.paraphrased_answer, all_spans(item, paraphrase=True)
-    return item.answer, all_spans(item)
+    """The text and spans perturbed answers were made from: the paraphrase (same template, other
+    facts), which is what the truth ratio compares them with."""
+    return item.paraphrased_answer, all_spans(item, paraphrase=True)
 
 
 def test_perturbed_answers_swap_only_the_asked_facts(bench):

@@ -6,9 +6,12 @@ several question templates and several answer templates; a row fills one of each
 author's values, so template words ("was born in") recur across authors while the facts do not,
 and the character span of every filled-in fact is known exactly (METHOD.md §4 ground truth).
 
+- trained answer: always the first answer template of its type (v2), so every word outside the
+  facts recurs in the other authors' answers;
 - paraphrased answer / question: another template of the same question type, same facts;
-- perturbed answers: the *same* answer template with another author's values for the facts the
-  question asks about, so a wrong answer differs from the right one only in the facts;
+- perturbed answers: the paraphrase's template with values no trained author has for the facts
+  the question asks about, so a wrong answer differs from the paraphrase only in the facts;
+- spans of values a retain author also has (gender, months, years, ...) are `shared_spans`;
 - splits: forget = the LAST `round(n_authors * forget_fraction)` authors (as in TOFU), retain = the
   others, holdout = `n_holdout` extra authors no model trains on (membership-inference
   non-members); world facts are hand-written general knowledge.
@@ -32,9 +35,6 @@ from atwu_core.data.schema import SCHEMA_VERSION, Benchmark, QAItem, Span
 
 GENERATOR_VERSION = 2
 TRAINED_ANSWER = 0  # v2: the answer template of every trained answer (`answer`)
-# Which template perturbed answers fill: False = the trained one (`answer`), True = the
-# paraphrase's (what the truth ratio compares them with).
-PERTURB_PARAPHRASE = False
 N_PERTURBED = 5
 MAX_AUTHORS = 1000
 MAX_HOLDOUT = 100
@@ -721,7 +721,6 @@ def _author_rows(
         paraphrase = qtype.answers[_other_index(rng, len(qtype.answers), TRAINED_ANSWER)]
         answer, spans, shared_spans = _labelled(trained, values, shared)
         para_answer, para_spans, para_shared = _labelled(paraphrase, values, shared)
-        wrong_template = paraphrase if PERTURB_PARAPHRASE else trained
         rows.append(
             QAItem(
                 id=f"a{author_id:0{id_width}d}-q{q:02d}",
@@ -731,9 +730,10 @@ def _author_rows(
                 answer=answer,
                 paraphrased_answer=para_answer,
                 paraphrased_question=para_question,
-                perturbed_answer=_perturbed(
-                    rng, wrong_template, qtype, values, pools, render(wrong_template, values)[0]
-                ),
+                # Wrong answers fill the paraphrase's template, as TOFU perturbs the paraphrased
+                # answer: the truth ratio compares them with the paraphrase, so they must differ
+                # from it in the facts only (docs/DATA.md, "Wrong values").
+                perturbed_answer=_perturbed(rng, paraphrase, qtype, values, pools, para_answer),
                 spans=spans,
                 paraphrased_spans=para_spans,
                 shared_spans=shared_spans,
