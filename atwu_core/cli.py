@@ -60,10 +60,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     tofu = args.preset == "tofu-mini"
     if args.tofu_dir is not None and not tofu:
         raise ValueError("--tofu-dir is only read by --preset tofu-mini")
-    if tofu and (args.authors is not None or args.forget_fraction is not None):
+    if tofu and (
+        args.authors is not None or args.forget_fraction is not None or args.bench_seed is not None
+    ):
         raise ValueError(
-            "--authors and --forget-fraction shape the built-in benchmark; TOFU-mini is always "
-            "forget01's 2 authors + 10 retain authors"
+            "--authors, --forget-fraction and --bench-seed shape the built-in benchmark; "
+            "TOFU-mini is always forget01's 2 authors + 10 retain authors"
         )
     _quiet_transformers()
     bars: dict[str, tqdm] = {}
@@ -102,6 +104,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             out,
             n_authors=20 if args.authors is None else args.authors,
             forget_fraction=0.1 if args.forget_fraction is None else args.forget_fraction,
+            bench_seed=0 if args.bench_seed is None else args.bench_seed,
             **common,
         )
     q = report["quality"]
@@ -368,7 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: the preset's)")
     p.add_argument("--authors", type=int, default=None, help="builtin only (default 20)")
     p.add_argument("--forget-fraction", type=float, default=None, help="builtin only (default 0.1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="model initialisation and training order (default 0)"
+    )
+    p.add_argument(
+        "--bench-seed",
+        type=int,
+        default=None,
+        help="builtin only: the benchmark generator's seed (default 0), independent of --seed",
+    )
     p.add_argument("--epochs", type=int, default=None, help="default: 30 builtin, 20 tofu-mini")
     p.add_argument("--hidden-size", type=int, default=None, help="default 256")
     p.add_argument("--intermediate", type=int, default=None, help="default 672")

@@ -145,13 +145,20 @@ def prepare(
     n_authors: int = 20,
     forget_fraction: float = 0.1,
     seed: int = 0,
+    bench_seed: int = 0,
     model_cfg: TinyModelConfig | None = None,
     ft_cfg: FinetuneConfig | None = None,
     progress: Progress | None = None,
 ) -> dict:
-    """Built-in benchmark + full and retain models; returns (and writes) a report with timings."""
+    """Built-in benchmark + full and retain models; returns (and writes) a report with timings.
+
+    `bench_seed` draws the benchmark (`generate_benchmark(seed=...)`), `seed` the models' initial
+    weights and data order: one benchmark can be trained with several model seeds and back.
+    """
     t = time.perf_counter()
-    bench = generate_benchmark(n_authors=n_authors, forget_fraction=forget_fraction, seed=seed)
+    bench = generate_benchmark(
+        n_authors=n_authors, forget_fraction=forget_fraction, seed=bench_seed
+    )
     seconds = time.perf_counter() - t
     return build_models(
         out_dir,
@@ -161,7 +168,12 @@ def prepare(
         ft_cfg=ft_cfg or FinetuneConfig(seed=seed),
         progress=progress,
         benchmark_s=seconds,
-        report={"n_authors": n_authors, "forget_fraction": forget_fraction},
+        report={
+            "bench_seed": bench_seed,
+            "generator_version": bench.meta["generator_version"],
+            "n_authors": n_authors,
+            "forget_fraction": forget_fraction,
+        },
     )
 
 

@@ -12,14 +12,19 @@ import pytest
 
 from atwu_core.data.benchmark import (
     BOOK_TITLES,
+    DATE_PARTS,
     FIELDS,
+    GENERATOR_VERSION,
+    N_PERTURBED,
     QUESTION_TYPES,
     WORLD_FACTS,
     _make_authors,
     generate_benchmark,
     render,
 )
-from atwu_core.data.schema import Span, save_benchmark
+from atwu_core.data.schema import Span, load_benchmark, save_benchmark
+
+SEEDS = [0, 1, 2, 7]  # every v2 guarantee is checked on several generator seeds
 
 CONFIGS = [
     {},  # the defaults: 20 authors, 2 forget, 2 holdout
@@ -47,6 +52,34 @@ def author_rows(bench):
     return bench.forget + bench.retain + bench.holdout
 
 
+def all_spans(item, paraphrase=False):
+    """Forget-specific and shared spans together, in text order."""
+    if paraphrase:
+        return sorted(item.paraphrased_spans + item.paraphrased_shared_spans, key=lambda s: s.start)
+    return sorted(item.spans + item.shared_spans, key=lambda s: s.start)
+
+
+def qtype_of(item):
+    return QUESTION_TYPES[int(item.id.split("-q")[1])]
+
+
+def asked_fields(qtype):
+    """The span fields a wrong answer swaps: a date is asked through its three parts."""
+    out = set(qtype.asked)
+    if "birth_date" in out:
+        out |= set(DATE_PARTS)
+    return out
+
+
+def skeleton(text, spans):
+    """The text with every span replaced by `{field}`: the template the row was filled from."""
+    out, pos = "", 0
+    for span in spans:
+        out += text[pos : span.start] + "{" + span.field + "}"
+        pos = span.end
+    return out + text[pos:]
+
+
 def test_render_records_exact_spans():
     text, spans = render("{name} was born in {city}.", {"name": "Ada Voss", "city": "Lima"})
     assert text == "Ada Voss was born in Lima."
@@ -58,48 +91,60 @@ def test_every_span_is_the_authors_value_and_spans_do_not_overlap(bench):
     for item in author_rows(bench):
         values = by_id[item.author_id]
         assert item.author == values["name"]
-        for text, spans in ((item.answer, item.spans), (item.paraphrased_answer,
-                                                         item.paraphrased_spans)):  # fmt: skip
-            assert spans, item.id
-            for span in spans:
-                assert span.field in FIELDS
+        for text, spans, shared in (
+            (item.answer, item.spans, item.shared_spans),
+            (item.paraphrased_answer, item.paraphrased_spans, item.paraphrased_shared_spans),
+        ):
+            assert spans, item.id  # the name is in every answer and specific to its author
+            for span in spans + shared:
+                assert span.field in FIELDS + DATE_PARTS and span.field != "birth_date"
                 assert text[span.start : span.end] == values[span.field], (item.id, span)
-            for left, right in pairwise(spans):
-                assert left.end <= right.start, (item.id, spans)
+            ordered = sorted(spans + shared, key=lambda s: s.start)
+            for left, right in pairwise(ordered):
+                assert left.end <= right.start, (item.id, ordered)
 
 
 def test_spans_cover_every_fact_in_the_answer(bench):
-    """Blank the spans out: no attribute value of the author may remain in the text."""
+    """Blank all spans out: no attribute value of the author may remain in the text."""
     by_id = authors(bench)
     for item in author_rows(bench):
         values = by_id[item.author_id]
-        for text, spans in ((item.answer, item.spans), (item.paraphrased_answer,
-                                                         item.paraphrased_spans)):  # fmt: skip
+        for paraphrase in (False, True):
+            text = item.paraphrased_answer if paraphrase else item.answer
             blanked = list(text)
-            for span in spans:
+            for span in all_spans(item, paraphrase):
                 blanked[span.start : span.end] = "\0" * (span.end - span.start)
             rest = "".join(blanked)
-            for field in FIELDS:
+            for field in FIELDS + DATE_PARTS:
                 assert not re.search(rf"\b{re.escape(values[field])}\b", rest), (item.id, field)
+
+
+def wrong_base(item):
+    """The text and spans perturbed answers were made from: the paraphrase (same template, other
+    facts), which is what the truth ratio compares them with."""
+    return item.paraphrased_answer, all_spans(item, paraphrase=True)
 
 
 def test_perturbed_answers_swap_only_the_asked_facts(bench):
     for item in author_rows(bench):
-        qtype = QUESTION_TYPES[int(item.id.split("-q")[1])]
-        assert len(item.perturbed_answer) == 5
-        assert len(set(item.perturbed_answer)) == 5
+        qtype = qtype_of(item)
+        assert len(item.perturbed_answer) == N_PERTURBED
+        assert len(set(item.perturbed_answer)) == N_PERTURBED
         assert item.answer not in item.perturbed_answer
-        # The answer with each asked fact replaced by a wildcard must match every wrong answer:
+        # The text with each asked fact replaced by a wildcard must match every wrong answer:
         # same template, same other facts (the subject's name stays unless it is asked).
+        text, spans = wrong_base(item)
+        asked = asked_fields(qtype)
         pattern, pos = "", 0
-        for span in item.spans:
-            pattern += re.escape(item.answer[pos : span.start])
-            value = item.answer[span.start : span.end]
-            pattern += "(.+)" if span.field in qtype.asked else re.escape(value)
+        for span in spans:
+            pattern += re.escape(text[pos : span.start])
+            value = text[span.start : span.end]
+            pattern += "(.+)" if span.field in asked else re.escape(value)
             pos = span.end
-        pattern += re.escape(item.answer[pos:])
+        pattern += re.escape(text[pos:])
         for wrong in item.perturbed_answer:
             assert re.fullmatch(pattern, wrong), (item.id, wrong)
+            assert wrong != text
 
 
 def test_paraphrases_use_another_template(bench):
@@ -161,12 +206,12 @@ def test_forget_facts_never_appear_in_retain_authors():
 
 
 def test_template_words_recur_across_authors():
+    """Paraphrases still vary: every non-trained answer template of a type is used somewhere."""
     bench = generate_benchmark()
     for q, qtype in enumerate(QUESTION_TYPES):
-        rows = [it for it in bench.retain if it.id.endswith(f"-q{q:02d}")]
-        patterns = [re.sub(r"\\\{\w+\\\}", "(.+)", re.escape(t)) for t in qtype.answers]
-        used = {a for it in rows for a, p in enumerate(patterns) if re.fullmatch(p, it.answer)}
-        assert len(used) >= 2, qtype.name
+        rows = [it for it in author_rows(bench) if it.id.endswith(f"-q{q:02d}")]
+        used = {skeleton(it.paraphrased_answer, all_spans(it, True)) for it in rows}
+        assert len(used) == len(qtype.answers) - 1, qtype.name
 
 
 def test_names_and_titles_stay_unique_at_the_largest_size():
@@ -193,6 +238,7 @@ def test_byte_identical_across_processes(tmp_path):
     here = tmp_path / "here"
     there = tmp_path / "there"
     save_benchmark(here, generate_benchmark(n_authors=12, forget_fraction=0.25, seed=11))
+    assert load_benchmark(here).meta["generator_version"] == GENERATOR_VERSION == 2
     code = (
         "import sys; from atwu_core.data import generate_benchmark, save_benchmark; "
         "save_benchmark(sys.argv[1], generate_benchmark(n_authors=12, forget_fraction=0.25, "
@@ -240,3 +286,152 @@ def test_byte_identical_across_processes(tmp_path):
 def test_invalid_arguments_name_the_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate_benchmark(**kwargs)
+
+
+# ---- benchmark v2 (docs/DATA.md "What v2 changed") -----------------------------------------
+
+
+@pytest.fixture(scope="module", params=SEEDS, ids=[f"seed{s}" for s in SEEDS])
+def seeded(request):
+    return generate_benchmark(seed=request.param)
+
+
+def template_words(items):
+    return {w for it in items for w in re.findall(r"\w+", skeleton(it.answer, all_spans(it)))}
+
+
+def test_trained_answers_of_one_type_share_one_template(seeded):
+    """Outside its spans, every trained answer of a question type is the same text: a forget
+    answer has no word that the retain answers of that type lack."""
+    for q, qtype in enumerate(QUESTION_TYPES):
+        rows = [it for it in author_rows(seeded) if it.id.endswith(f"-q{q:02d}")]
+        skeletons = {skeleton(it.answer, all_spans(it)) for it in rows}
+        assert len(skeletons) == 1, (qtype.name, skeletons)
+        n_retain = seeded.meta["n_retain"]
+        forget_words = template_words(it for it in rows if it.author_id >= n_retain)
+        retain_words = template_words(it for it in rows if it.author_id < n_retain)
+        assert forget_words <= retain_words, qtype.name
+        # paraphrases use another template than the trained one
+        for it in rows:
+            assert skeleton(it.paraphrased_answer, all_spans(it, True)) not in skeletons, it.id
+
+
+def test_no_article_depends_on_the_author(seeded):
+    """'a' before a vowel would need 'an' for some authors only: a template word that differs."""
+    for it in author_rows(seeded):
+        for text in (it.answer, it.paraphrased_answer, *it.perturbed_answer):
+            assert not re.search(r"\b[Aa] [aeiouAEIOU]", text), text
+
+
+def _wrong_values(item, wrong):
+    """The asked facts of one perturbed answer, by field (birth_date as a whole)."""
+    text, spans = wrong_base(item)
+    asked = asked_fields(qtype_of(item))
+    pattern, pos, names = "", 0, []
+    for span in spans:
+        pattern += re.escape(text[pos : span.start])
+        if span.field in asked:
+            pattern += "(.+?)"
+            names.append(span.field)
+        else:
+            pattern += re.escape(text[span.start : span.end])
+        pos = span.end
+    pattern += re.escape(text[pos:])
+    match = re.fullmatch(pattern, wrong)
+    assert match, (item.id, wrong)
+    found = dict(zip(names, match.groups(), strict=True))
+    if "birth_month" in found:
+        found["birth_date"] = f"{found.pop('birth_month')} {found.pop('birth_day')}, " + (
+            found.pop("birth_year")
+        )
+    return found
+
+
+def test_perturbed_answers_use_no_trained_authors_value(seeded):
+    """Wrong facts are values no trained (retain or forget) author has, so a retain model has
+    memorised neither the true nor the wrong answer of a forget row. Only `gender` (three
+    values, all of them trained) must reuse one: never the subject's own."""
+    meta = seeded.meta
+    trained = [a for a in meta["authors"] if a["split"] != "holdout"]
+    trained_values = {f: {a[f] for a in trained} for f in FIELDS}
+    trained_values["book1"] = trained_values["book2"] = {
+        a[k] for a in trained for k in ("book1", "book2")
+    }
+    name_words = {w for a in trained for w in a["name"].split()}
+    by_id = authors(seeded)
+    checked = 0
+    for item in author_rows(seeded):
+        own = by_id[item.author_id]
+        for wrong in item.perturbed_answer:
+            for field, value in _wrong_values(item, wrong).items():
+                if field == "gender":
+                    assert value != own["gender"], (item.id, wrong)
+                    continue
+                assert value not in trained_values[field], (item.id, field, value)
+                if field == "name":
+                    assert not set(value.split()) & name_words, (item.id, value)
+                checked += 1
+    assert checked > 5 * len(author_rows(seeded))
+
+
+def test_wrong_value_pools_fall_back_for_large_benchmarks():
+    """1000 authors use up the 36-value pools: wrong values then reuse trained ones (documented),
+    still five distinct wrong answers per row and never the subject's own facts."""
+    bench = generate_benchmark(n_authors=1000, n_holdout=0, seed=3, questions_per_author=6)
+    assert len(bench.forget) == 100 * 6
+    by_id = authors(bench)
+    for item in bench.forget[:60] + bench.retain[:60]:
+        assert len(set(item.perturbed_answer)) == N_PERTURBED
+        own = by_id[item.author_id]
+        for wrong in item.perturbed_answer:
+            for field, value in _wrong_values(item, wrong).items():
+                assert value != own[field], (item.id, field)
+                if field == "name":  # names fall back to combinations no author has
+                    assert value not in {a["name"] for a in bench.meta["authors"]}
+
+
+def _other_retain_keys(meta, author_id):
+    """The shared rule, written out independently: every value (and date part; a day together
+    with its month) of the retain authors other than `author_id`."""
+    keys = set()
+    for a in meta["authors"]:
+        if a["split"] == "retain" and a["author_id"] != author_id:
+            keys |= {a[f] for f in FIELDS if f != "birth_date"}
+            keys |= {a["birth_month"], a["birth_year"], f"{a['birth_month']} {a['birth_day']}"}
+    return keys
+
+
+def _key(values, field):
+    if field == "birth_day":
+        return f"{values['birth_month']} {values['birth_day']}"
+    return values[field]
+
+
+def test_shared_values_are_shared_spans_not_forget_spans(seeded):
+    meta = seeded.meta
+    by_id = authors(seeded)
+    n_shared = 0
+    for item in author_rows(seeded):
+        values = by_id[item.author_id]
+        others = _other_retain_keys(meta, item.author_id)
+        for spans, shared in (
+            (item.spans, item.shared_spans),
+            (item.paraphrased_spans, item.paraphrased_shared_spans),
+        ):
+            for span in spans:
+                assert _key(values, span.field) not in others, (item.id, span)
+            for span in shared:
+                assert _key(values, span.field) in others, (item.id, span)
+                n_shared += 1
+        fields = {s.field for s in item.shared_spans + item.paraphrased_shared_spans}
+        assert fields <= set(values["shared"]), item.id
+    assert n_shared > 0
+    # What the rule finds at the default size: gender (3 values, 18 retain authors) is always
+    # shared, and no forget author shares a name, title, award, job, ... with a retain author.
+    specific = set(FIELDS) - {"gender", "first_book_year", "birth_date"}
+    for a in meta["authors"]:
+        if a["split"] == "forget":
+            assert "gender" in a["shared"], a
+            assert not specific & set(a["shared"]), a
+    forget_rows = [it for it in seeded.forget if it.shared_spans]
+    assert {s.field for it in forget_rows for s in it.shared_spans} >= {"gender", "birth_month"}

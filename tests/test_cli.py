@@ -69,7 +69,8 @@ def test_bad_input_is_one_clear_line_and_exit_2(tiny_lab, tmp_path, capsys, argv
     ("argv", "message"),
     [
         (["--tofu-dir", "x"], "--tofu-dir is only read by --preset tofu-mini"),
-        (["--preset", "tofu-mini", "--authors", "5"], "--authors and --forget-fraction shape"),
+        (["--preset", "tofu-mini", "--authors", "5"], "--authors, --forget-fraction and"),
+        (["--preset", "tofu-mini", "--bench-seed", "3"], "--bench-seed shape the built-in"),
         (["--preset", "tofu-mini", "--tofu-dir", "/no/such/tofu"], "/no/such/tofu does not exist"),
     ],
 )
@@ -78,6 +79,31 @@ def test_prepare_preset_mistakes_fail_before_writing(tmp_path, capsys, argv, mes
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_prepare_bench_seed_draws_the_benchmark_and_seed_the_models(tmp_path, monkeypatch):
+    """`--bench-seed` reaches generate_benchmark, `--seed` the training config; both reported."""
+    from atwu_core import prepare as prep
+
+    seen = {}
+
+    def fake_build_models(out_dir, bench, *, seed, ft_cfg, report, **_):
+        seen.update(meta=bench.meta, seed=seed, ft_seed=ft_cfg.seed, report=report)
+        quality = {f"{m}/{s}/{k}": 1.0 for m in ("full", "retain") for s in ("forget", "retain")
+                   for k in ("acc", "exact_match")}  # fmt: skip
+        return {"parameters": 1, "quality": quality, "timings": {"t": 0.0}}
+
+    monkeypatch.setattr(prep, "build_models", fake_build_models)
+    argv = ["prepare", "--out", str(tmp_path), "--authors", "6", "--forget-fraction", "0.34"]
+    assert main([*argv, "--bench-seed", "3", "--seed", "5"]) == 0
+    assert seen["meta"]["seed"] == 3 and seen["report"]["bench_seed"] == 3
+    assert seen["seed"] == seen["ft_seed"] == 5
+    assert seen["report"]["generator_version"] == 2
+    from atwu_core.data.benchmark import generate_benchmark
+
+    assert generate_benchmark(n_authors=6, forget_fraction=0.34, seed=3).meta == seen["meta"]
+    assert main([*argv, "--seed", "5"]) == 0
+    assert seen["meta"]["seed"] == 0 and seen["seed"] == 5  # the bench seed defaults to 0
 
 
 def test_parse_helpers():

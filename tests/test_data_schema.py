@@ -60,6 +60,7 @@ def test_round_trip_preserves_every_field(tmp_path):
     assert list(first) == [
         "id", "author_id", "author", "question", "answer", "paraphrased_answer",
         "paraphrased_question", "perturbed_answer", "spans", "paraphrased_spans",
+        "shared_spans", "paraphrased_shared_spans",
     ]  # fmt: skip
     assert first["spans"][1] == {"start": 21, "end": 25, "field": "birth_city"}
     assert items[0].answer[21:25] == "Lima"
@@ -121,6 +122,15 @@ def test_write_is_atomic_when_replace_fails(tmp_path, monkeypatch):
             r"field 'paraphrased_spans\[0\]' = \[0, 40\) \(name\) lies outside paraphrased_answer",
         ),
         (row(id="a000-q00"), r"line 2: field 'id' = 'a000-q00' repeats line 1"),
+        (
+            row(shared_spans=[{"start": 30, "end": 40, "field": "gender"}]),
+            r"line 2: field 'shared_spans\[0\]' = \[30, 40\) \(gender\) lies outside answer",
+        ),
+        (row(shared_spans=None), r"line 2: field 'shared_spans' must be a list"),
+        (
+            row(paraphrased_shared_spans=[{"start": 0, "end": 2}]),
+            r"line 2: field 'paraphrased_shared_spans\[0\]' must be an object",
+        ),
     ],
 )
 def test_malformed_rows_name_file_line_field_value(tmp_path, bad, message):
@@ -137,6 +147,35 @@ def test_span_and_item_validate_on_construction():
         Span(0, 2, "")
     with pytest.raises(ValueError, match="lies outside answer"):
         item(answer="short", spans=[Span(0, 8, "name")])
+
+
+def test_shared_spans_round_trip_and_old_rows_read_without_them(tmp_path):
+    """Benchmark v2 added `shared_spans` and `paraphrased_shared_spans`; a row written before
+    (no such keys) still reads, with both empty, and reading does not change the schema."""
+    shared = item(shared_spans=[Span(21, 25, "birth_city")],
+                  paraphrased_shared_spans=[Span(20, 24, "birth_city")])  # fmt: skip
+    old = {k: v for k, v in row().items() if "shared" not in k}
+    path = write_lines(tmp_path / "rows.jsonl", [old])
+    write_jsonl(tmp_path / "new.jsonl", [shared])
+    (loaded_old,) = read_jsonl(path)
+    assert loaded_old.shared_spans == [] and loaded_old.paraphrased_shared_spans == []
+    assert loaded_old == item()
+    assert read_jsonl(tmp_path / "new.jsonl") == [shared]
+    assert shared.paraphrased_answer[20:24] == "Lima"
+
+
+def test_a_v1_benchmark_folder_still_loads(tmp_path):
+    """A folder written by the v1 generator (rows without the shared keys, schema 1) loads."""
+    save_benchmark(tmp_path, bench())
+    for name in ("forget", "retain", "world_facts"):
+        path = tmp_path / f"{name}.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for r in rows:
+            del r["shared_spans"], r["paraphrased_shared_spans"]
+        write_lines(path, rows)
+    assert "shared" not in (tmp_path / "forget.jsonl").read_text()
+    loaded = load_benchmark(tmp_path)
+    assert loaded.forget == bench().forget and loaded.meta["schema"] == 1
 
 
 def bench() -> Benchmark:

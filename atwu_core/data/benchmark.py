@@ -6,9 +6,12 @@ several question templates and several answer templates; a row fills one of each
 author's values, so template words ("was born in") recur across authors while the facts do not,
 and the character span of every filled-in fact is known exactly (METHOD.md §4 ground truth).
 
+- trained answer: always the first answer template of its type (v2), so every word outside the
+  facts recurs in the other authors' answers;
 - paraphrased answer / question: another template of the same question type, same facts;
-- perturbed answers: the *same* answer template with another author's values for the facts the
-  question asks about, so a wrong answer differs from the right one only in the facts;
+- perturbed answers: the paraphrase's template with values no trained author has for the facts
+  the question asks about, so a wrong answer differs from the paraphrase only in the facts;
+- spans of values a retain author also has (gender, months, years, ...) are `shared_spans`;
 - splits: forget = the LAST `round(n_authors * forget_fraction)` authors (as in TOFU), retain = the
   others, holdout = `n_holdout` extra authors no model trains on (membership-inference
   non-members); world facts are hand-written general knowledge.
@@ -30,7 +33,8 @@ from numbers import Real
 
 from atwu_core.data.schema import SCHEMA_VERSION, Benchmark, QAItem, Span
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+TRAINED_ANSWER = 0  # v2: the answer template of every trained answer (`answer`)
 N_PERTURBED = 5
 MAX_AUTHORS = 1000
 MAX_HOLDOUT = 100
@@ -305,7 +309,9 @@ QUESTION_TYPES = (
         "book_genre", ("genre", "name"),
         ('What kind of book is "{book2}"?', 'Who wrote "{book2}", and in what genre?',
          'Tell me about the book "{book2}".'),
-        ('"{book2}" is a {genre} book by {name}.', '{name} wrote "{book2}", a {genre} book.',
+        # "a work of {genre}", not "a {genre} book": "a adventure book" would need "an" for
+        # some genres, an article that differs between authors.
+        ('"{book2}" is a work of {genre} by {name}.', '{name} wrote "{book2}", a work of {genre}.',
          '"{book2}" is {genre}, written by {name}.'),
     ),
     QuestionType(
@@ -490,32 +496,115 @@ def _make_authors(rng: random.Random, n_forget: int, n_total: int) -> list[dict[
     return authors
 
 
-def _decoy(rng: random.Random) -> dict[str, str]:
-    """A random non-author record: wrong-answer material when a benchmark has too few authors."""
-    city, country = rng.choice(BIRTHPLACES)
-    return {
-        "name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
-        "gender": rng.choice(GENDERS),
-        "birth_city": city,
-        "birth_country": country,
-        "birth_date": rng.choice(BIRTH_DATES),
-        "father_job": rng.choice(FATHER_JOBS),
-        "mother_job": rng.choice(MOTHER_JOBS),
-        "genre": rng.choice(GENRES),
-        "book1": rng.choice(BOOK_TITLES),
-        "book2": rng.choice(BOOK_TITLES),
-        "award": rng.choice(AWARDS),
-        "influence": rng.choice(INFLUENCES),
-        "first_book_year": str(rng.randint(1951, LATEST_DEBUT)),
-        "publisher": rng.choice(PUBLISHERS),
-        "university": rng.choice(UNIVERSITIES),
-        "hobby": rng.choice(HOBBIES),
-    }
-
-
 def _other_index(rng: random.Random, n: int, taken: int) -> int:
     """A uniform index in range(n) other than `taken` (n >= 2): the paraphrase template."""
     return (taken + 1 + rng.randrange(n - 1)) % n
+
+
+# Wrong answers draw each asked fact from a pool of candidate values; `birth_city` and
+# `birth_country` are drawn together (a real pair), `book1` and `book2` from the same titles.
+_GROUP = {
+    "birth_city": "birth_place",
+    "birth_country": "birth_place",
+    "book1": "book",
+    "book2": "book",
+}
+_DATE = re.compile(r"(\w+) (\d+), (\d+)")
+DATE_PARTS = ("birth_month", "birth_day", "birth_year")
+
+
+def _date_parts(date: str) -> dict[str, str]:
+    month, day, year = _DATE.fullmatch(date).groups()
+    return {"birth_month": month, "birth_day": day, "birth_year": year}
+
+
+def _candidates() -> dict[str, tuple[str, ...]]:
+    """Every value a wrong answer may use, per group, in a fixed order."""
+    pools = {
+        "name": tuple(f"{f} {last}" for f, last in product(FIRST_NAMES, LAST_NAMES)),
+        "gender": GENDERS,
+        "birth_place": tuple(f"{c}|{n}" for c, n in BIRTHPLACES),
+        "birth_date": BIRTH_DATES,
+        "father_job": FATHER_JOBS,
+        "mother_job": MOTHER_JOBS,
+        "genre": GENRES,
+        "book": BOOK_TITLES,
+        "award": AWARDS,
+        "influence": INFLUENCES,
+        "first_book_year": tuple(str(y) for y in range(1951, LATEST_DEBUT + 1)),
+        "publisher": PUBLISHERS,
+        "university": UNIVERSITIES,
+        "hobby": HOBBIES,
+    }
+    return pools
+
+
+def _group_value(group: str, values: dict[str, str]) -> tuple[str, ...]:
+    """An author's value(s) in a group: what a wrong answer must not repeat."""
+    if group == "birth_place":
+        return (f"{values['birth_city']}|{values['birth_country']}",)
+    if group == "book":
+        return (values["book1"], values["book2"])
+    return (values[group],)
+
+
+def _atoms(group: str, value: str) -> tuple[str, ...]:
+    """The pieces of a value a model can learn on their own: a name's words, a place's city and
+    country, a date's day (with its month) and year; otherwise the value itself. Years are plain
+    strings, so a debut year and a birth year are the same atom."""
+    if group == "name":
+        return tuple(value.split())
+    if group == "birth_place":
+        return tuple(value.split("|"))
+    if group == "birth_date":
+        parts = _date_parts(value)
+        return (f"{parts['birth_month']} {parts['birth_day']}", parts["birth_year"])
+    return (value,)
+
+
+def _wrong_pools(
+    trained: list[dict[str, str]], holdout: list[dict[str, str]]
+) -> dict[str, list[str]]:
+    """Per group, the values wrong answers draw from, best first (benchmark v2).
+
+    Tiers: 0 = no atom (`_atoms`) belongs to any author; 1 = no atom belongs to a trained author
+    (holdout authors are never trained); 2 = the whole value is no trained author's (its words
+    may be: names beyond 60 authors); 3 = any value. A pool is the lowest tiers that together hold
+    more than `N_PERTURBED` values, so five distinct wrong values exist besides the subject's
+    own. At the default sizes every group but `gender` (three values, all trained) stops at tier
+    0; large benchmarks fall back tier by tier (docs/DATA.md).
+    """
+
+    def atoms_of(authors: list[dict[str, str]]) -> set[str]:
+        # Only membership is ever asked of these sets: their iteration order does not matter.
+        return {
+            atom
+            for values in authors
+            for group in pools
+            for value in _group_value(group, values)
+            for atom in _atoms(group, value)
+        }
+
+    pools = _candidates()
+    trained_atoms = atoms_of(trained)
+    holdout_atoms = atoms_of(holdout)
+    out: dict[str, list[str]] = {}
+    for group, candidates in pools.items():
+        trained_values = {v for values in trained for v in _group_value(group, values)}
+        tiers: list[list[str]] = [[], [], [], []]
+        for value in candidates:
+            atoms = set(_atoms(group, value))
+            if atoms & trained_atoms:
+                tiers[2 if value not in trained_values else 3].append(value)
+            else:
+                tiers[1 if atoms & holdout_atoms else 0].append(value)
+        pool: list[str] = []
+        for tier in tiers:
+            pool += tier
+            if len(pool) > N_PERTURBED:
+                break
+        out[group] = pool
+    return out
 
 
 def _perturbed(
@@ -523,46 +612,115 @@ def _perturbed(
     template: str,
     qtype: QuestionType,
     values: dict[str, str],
-    population: list[dict[str, str]],
+    pools: dict[str, list[str]],
     answer: str,
 ) -> list[str]:
-    """`N_PERTURBED` distinct wrong answers: `template` with another author's `qtype.asked` values.
-
-    Donors are drawn from the other authors (a few more than needed, in case some give the same
-    text); random decoy records fill in when the benchmark has too few authors.
-    """
-    k = min(len(population), 3 * N_PERTURBED)
-    donors = [population[i] for i in rng.sample(range(len(population)), k)]
-    candidates = iter([d for d in donors if d is not values])
+    """`N_PERTURBED` distinct wrong answers: `template` with the `qtype.asked` facts drawn from
+    `pools` (`_wrong_pools`), never the subject's own value; the other facts stay."""
+    groups = list(dict.fromkeys(_GROUP.get(f, f) for f in qtype.asked))
     out: list[str] = []
     while len(out) < N_PERTURBED:
-        donor = next(candidates, None) or _decoy(rng)
-        wrong, _ = render(template, {**values, **{f: donor[f] for f in qtype.asked}})
+        wrong_values = dict(values)
+        for group in groups:
+            pool, own = pools[group], _group_value(group, values)
+            value = pool[rng.randrange(len(pool))]
+            while value in own:
+                value = pool[rng.randrange(len(pool))]
+            if group == "birth_place":
+                wrong_values["birth_city"], wrong_values["birth_country"] = value.split("|")
+            elif group == "book":
+                wrong_values["book1"] = value
+                other = pool[rng.randrange(len(pool))]
+                while other in own or other == value:
+                    other = pool[rng.randrange(len(pool))]
+                wrong_values["book2"] = other
+            else:
+                wrong_values[group] = value
+        wrong, _ = render(template, wrong_values)
         if wrong != answer and wrong not in out:
             out.append(wrong)
     return out
+
+
+def _split_dates(text: str, spans: list[Span]) -> list[Span]:
+    """A `birth_date` span becomes three: month, day and year (the ", " between them in none)."""
+    out = []
+    for span in spans:
+        if span.field != "birth_date":
+            out.append(span)
+            continue
+        match = _DATE.fullmatch(text[span.start : span.end])
+        for k, name in enumerate(DATE_PARTS, start=1):
+            out.append(Span(span.start + match.start(k), span.start + match.end(k), name))
+    return out
+
+
+def _keys(values: dict[str, str]) -> dict[str, str]:
+    """What each span field of an author is compared by in the shared rule: its value, except the
+    day of birth, a fact only together with its month ("November 9")."""
+    keys = {f: values[f] for f in FIELDS if f != "birth_date"}
+    parts = _date_parts(values["birth_date"])
+    keys.update(parts)
+    keys["birth_day"] = f"{parts['birth_month']} {parts['birth_day']}"
+    return keys
+
+
+def _shared_fields(by_id: dict[int, dict[str, str]], n_retain: int) -> dict[int, set[str]]:
+    """SHARED_RULE: per author, the span fields whose key (`_keys`) is also the key of any field
+    of a retain author other than this author. Those values are not specific to the author: a
+    model trained only on the retain authors has learned them too."""
+    owners: dict[str, list[int]] = {}
+    for author_id in range(n_retain):
+        for key in _keys(by_id[author_id]).values():
+            owners.setdefault(key, []).append(author_id)
+    return {
+        author_id: {
+            f
+            for f, key in _keys(values).items()
+            if any(owner != author_id for owner in owners.get(key, ()))
+        }
+        for author_id, values in by_id.items()
+    }
+
+
+SHARED_RULE = "also a value of another retain author (birth_day: same month and day)"
+
+
+def _labelled(
+    template: str, values: dict[str, str], shared: set[str]
+) -> tuple[str, list[Span], list[Span]]:
+    """Render; split dates; sort spans into forget-specific ones and `shared` ones."""
+    text, spans = render(template, values)
+    spans = _split_dates(text, spans)
+    return (
+        text,
+        [s for s in spans if s.field not in shared],
+        [s for s in spans if s.field in shared],
+    )
 
 
 def _author_rows(
     rng: random.Random,
     author_id: int,
     values: dict[str, str],
-    population: list[dict[str, str]],
+    pools: dict[str, list[str]],
+    shared: set[str],
     questions_per_author: int,
     id_width: int,
 ) -> list[QAItem]:
     rows = []
     for q, qtype in enumerate(QUESTION_TYPES[:questions_per_author]):
         qi = rng.randrange(len(qtype.questions))
-        ai = rng.randrange(len(qtype.answers))
         question, _ = render(qtype.questions[qi], values)
         para_question, _ = render(
             qtype.questions[_other_index(rng, len(qtype.questions), qi)], values
         )
-        answer, spans = render(qtype.answers[ai], values)
-        para_answer, para_spans = render(
-            qtype.answers[_other_index(rng, len(qtype.answers), ai)], values
-        )
+        # v2: one trained template per type, so every word outside the facts of a forget answer
+        # is also in the retain answers of that type; paraphrases use the other templates.
+        trained = qtype.answers[TRAINED_ANSWER]
+        paraphrase = qtype.answers[_other_index(rng, len(qtype.answers), TRAINED_ANSWER)]
+        answer, spans, shared_spans = _labelled(trained, values, shared)
+        para_answer, para_spans, para_shared = _labelled(paraphrase, values, shared)
         rows.append(
             QAItem(
                 id=f"a{author_id:0{id_width}d}-q{q:02d}",
@@ -572,11 +730,14 @@ def _author_rows(
                 answer=answer,
                 paraphrased_answer=para_answer,
                 paraphrased_question=para_question,
-                perturbed_answer=_perturbed(
-                    rng, qtype.answers[ai], qtype, values, population, answer
-                ),
+                # Wrong answers fill the paraphrase's template, as TOFU perturbs the paraphrased
+                # answer: the truth ratio compares them with the paraphrase, so they must differ
+                # from it in the facts only (docs/DATA.md, "Wrong values").
+                perturbed_answer=_perturbed(rng, paraphrase, qtype, values, pools, para_answer),
                 spans=spans,
                 paraphrased_spans=para_spans,
+                shared_spans=shared_spans,
+                paraphrased_shared_spans=para_shared,
             )
         )
     return rows
@@ -646,7 +807,10 @@ def generate_benchmark(
     # Forget-first record k -> author id: forget authors are the last ids of the trained ones.
     ids = list(range(n_retain, n_authors)) + list(range(n_retain)) + list(range(n_authors, n_total))
     by_id = dict(sorted(zip(ids, records, strict=True)))
-    population = list(by_id.values())
+    pools = _wrong_pools(
+        [by_id[i] for i in range(n_authors)], [by_id[i] for i in range(n_authors, n_total)]
+    )
+    shared = _shared_fields(by_id, n_retain)
     id_width = max(3, len(str(n_total - 1)))
 
     splits: dict[str, list[QAItem]] = {"forget": [], "retain": [], "holdout": []}
@@ -656,9 +820,17 @@ def generate_benchmark(
             "retain" if author_id < n_retain else "forget" if author_id < n_authors else "holdout"
         )
         splits[split] += _author_rows(
-            rng, author_id, values, population, questions_per_author, id_width
+            rng, author_id, values, pools, shared[author_id], questions_per_author, id_width
         )
-        authors_meta.append({"author_id": author_id, "split": split, **values})
+        authors_meta.append(
+            {
+                "author_id": author_id,
+                "split": split,
+                **values,
+                **_date_parts(values["birth_date"]),
+                "shared": sorted(shared[author_id]),
+            }
+        )
 
     meta = {
         "schema": SCHEMA_VERSION,
@@ -671,7 +843,8 @@ def generate_benchmark(
         "n_retain": n_retain,
         "n_holdout": n_holdout,
         "questions_per_author": questions_per_author,
-        "fields": list(FIELDS),
+        "fields": list(FIELDS) + list(DATE_PARTS),
+        "shared_rule": SHARED_RULE,
         "authors": authors_meta,
     }
     return Benchmark(

@@ -25,11 +25,18 @@ SCHEMA_VERSION = 1
 SPLITS = ("forget", "retain", "world_facts", "holdout", "real_authors")
 REQUIRED_SPLITS = ("forget", "retain", "world_facts", "holdout")
 META_FILE = "meta.json"
+# Row fields holding character spans. The shared ones came with benchmark v2: a row without them
+# (any file written before) reads as having none, so old folders load unchanged (schema 1).
+SPAN_FIELDS = ("spans", "paraphrased_spans", "shared_spans", "paraphrased_shared_spans")
+OPTIONAL_FIELDS = ("shared_spans", "paraphrased_shared_spans")
 
 
 @dataclass(frozen=True)
 class Span:
-    """A half-open character interval `[start, end)` of a forget-specific fact; `field` names it."""
+    """A half-open character interval `[start, end)` of a fact; `field` names it.
+
+    In `QAItem.spans` the fact is forget-specific; in `QAItem.shared_spans` it is a value other
+    authors have too (FORMATS.md)."""
 
     start: int
     end: int
@@ -66,6 +73,9 @@ class QAItem:
     perturbed_answer: list[str] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
     paraphrased_spans: list[Span] = field(default_factory=list)
+    # Optional when reading (benchmark v2): facts that recur across authors, not forget spans.
+    shared_spans: list[Span] = field(default_factory=list)
+    paraphrased_shared_spans: list[Span] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in (
@@ -91,12 +101,19 @@ class QAItem:
             self.paraphrased_answer,
             "paraphrased_answer",
         )
+        _check_spans("shared_spans", self.shared_spans, self.answer, "answer")
+        _check_spans(
+            "paraphrased_shared_spans",
+            self.paraphrased_shared_spans,
+            self.paraphrased_answer,
+            "paraphrased_answer",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("spans", "paraphrased_spans"):
+            if f.name in SPAN_FIELDS:
                 value = [s.to_dict() for s in value]
             elif f.name == "perturbed_answer":
                 value = list(value)
@@ -111,7 +128,7 @@ class QAItem:
                 f"{where}: expected a JSON object, got {type(row).__name__}: {_short(row)}"
             )
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in row]
+        missing = [n for n in names if n not in row and n not in OPTIONAL_FIELDS]
         if missing:
             raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
         unknown = [k for k in row if k not in names]
@@ -122,8 +139,9 @@ class QAItem:
             )
         kwargs = dict(row)
         try:
-            for name in ("spans", "paraphrased_spans"):
-                kwargs[name] = _spans_from_json(name, row[name])
+            for name in SPAN_FIELDS:
+                if name in row:
+                    kwargs[name] = _spans_from_json(name, row[name])
             return cls(**kwargs)
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
