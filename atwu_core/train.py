@@ -70,14 +70,18 @@ def seed_everything(seed: int) -> None:
 def encode_items(
     tokenizer, items: Sequence[QAItem], max_length: int | None = None, answer: str = "answer"
 ) -> list[Encoded]:
-    """Encode QA rows; `answer="paraphrased_answer"` encodes the paraphrase with its spans."""
-    spans_field = "spans" if answer == "answer" else "paraphrased_spans"
+    """Encode QA rows; `answer="paraphrased_answer"` encodes the paraphrase with its spans.
+
+    Shared values (the benchmark's `shared_spans`: a gender, a year other authors have too) are
+    named per token (`Encoded.span_field`) but are not forget spans."""
+    prefix = "" if answer == "answer" else "paraphrased_"
     return [
         encode_example(
             tokenizer,
             item.question,
             getattr(item, answer),
-            spans=getattr(item, spans_field),
+            spans=getattr(item, f"{prefix}spans"),
+            shared_spans=getattr(item, f"{prefix}shared_spans"),
             id=item.id,
             max_length=max_length,
         )
