@@ -13,6 +13,7 @@ from atwu_core.study import (
     gap_closed,
     mean_ci,
     paired,
+    parse_method,
     report_markdown,
     run_study,
     summarise,
@@ -86,7 +87,7 @@ def test_report_names_the_regime_and_the_paired_rows():
     text = report_markdown(b, meta)
     assert "#### Regime `long`" in text
     assert "| atwu − frozen control | selectivity | 0.200 ± 0.248 | 3 |" in text
-    assert "ATWU closes 50 % of the frozen → oracle selectivity gap" in text
+    assert "atwu closes 50 % of the frozen → oracle selectivity gap" in text
     assert "**wga**" in text
 
 
@@ -95,3 +96,15 @@ def test_run_study_refuses_the_tuning_seed_and_unknown_regimes(tmp_path):
         run_study(tmp_path, report_seeds=[1, 100])
     with pytest.raises(ValueError, match="unknown regime"):
         run_study(tmp_path, regimes=["forever"])
+
+
+def test_parse_method_labels():
+    assert parse_method("wga") == ("wga", {})
+    assert parse_method("atwu[scorer_position=prev, update_every=1]") == (
+        "atwu",
+        {"scorer_position": "prev", "update_every": "1"},
+    )
+    with pytest.raises(ValueError, match="expected name"):
+        parse_method("atwu[beta=1")
+    with pytest.raises(ValueError, match="is not key=value"):
+        parse_method("atwu[beta]")
