@@ -305,3 +305,17 @@ def load_scorer(path: str | Path) -> TokenScorer:
         scorer.linear.weight.copy_(weight)
         scorer.linear.bias.copy_(bias)
     return scorer
+
+
+# Where `atwu tune` searches the scorer settings, for every method whose needs include "scorer"
+# (docs/TUNING.md). Kept at the end of the file, imports included, so it merges cleanly.
+from .space import Float, Int, LogFloat  # noqa: E402
+
+SCORER_SEARCH = {
+    "lambda_h": LogFloat(0.1, 10.0),
+    "lambda_p": LogFloat(1.0, 100.0),
+    "budget": Float(0.05, 0.5),
+    "lambda_2": LogFloat(0.01, 10.0),
+    "scorer_lr": LogFloat(0.005, 0.5),
+    "update_every": Int(1, 10),
+}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from ..losses import check_hparam, npo_loss, sequence_logp
+from ..space import LogFloat
 from .atwu import plugin_weights
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("atwu_npo", needs=("scorer", "ref_logp"))
+@register("atwu_npo", needs=("scorer", "ref_logp"), search={"beta": LogFloat(0.02, 1.0)})
 def atwu_npo(batch: ForgetBatch, *, beta: float = 0.1) -> MethodOutput:
     """NPO where each token's log-ratio counts w_t = 2g_t times: pushes the tokens the scorer picks.
 
