@@ -1,4 +1,4 @@
-"""`atwu` command line: prepare, methods, unlearn, eval, compare.
+"""`atwu` command line: prepare, methods, unlearn, eval, compare, tune.
 
 Heavy imports (torch, transformers) happen inside the commands, so `atwu --help` is instant.
 """
@@ -116,7 +116,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from atwu_core.methods import REGISTRY
-    from atwu_core.scorer import ScorerConfig
+    from atwu_core.scorer import SCORER_SEARCH, ScorerConfig
+    from atwu_core.space import describe
 
     scorer_defaults = vars(ScorerConfig())
     table = []
@@ -128,6 +129,14 @@ def cmd_methods(args: argparse.Namespace) -> int:
                 "summary": spec.summary,
                 "hparams": hp,
                 "scorer": scorer_defaults if "scorer" in spec.needs else None,
+                # what `atwu tune` searches (docs/TUNING.md), besides lr/alpha
+                "search": {
+                    k: describe(v)
+                    for k, v in {
+                        **spec.search,
+                        **(SCORER_SEARCH if "scorer" in spec.needs else {}),
+                    }.items()
+                },
                 "needs_reference": spec.needs_reference,
                 "retain": spec.retain,
             }
@@ -142,6 +151,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
         if row["scorer"]:
             sc = ", ".join(f"{k}={v}" for k, v in row["scorer"].items())
             print(f"{'':<13} scorer: {sc}")
+        if row["search"]:
+            tuned = ", ".join(f"{k} {v}" for k, v in row["search"].items())
+            print(f"{'':<13} tune searches: {tuned}")
     return 0
 
 
