@@ -295,8 +295,11 @@ def tune(
     seed = data_seed(base.data)
     name = study_name(method, seed, base.data)
     study_dir = Path(runs_dir) / "tune" / name
-    study_dir.mkdir(parents=True, exist_ok=True)
     db = study_dir / "study.db"
+    # A new study needs the full model's utility: computed (or found missing) before any file
+    # is written, so a setup error leaves no half-made study behind.
+    full = None if db.exists() else full_model_utility(base)
+    study_dir.mkdir(parents=True, exist_ok=True)
     options = {k: getattr(base, k) for k in STUDY_OPTIONS} | {"hparams": dict(base.hparams)}
     study = _open_study(db, name, tune_seed)
     attrs = study.user_attrs
@@ -316,7 +319,8 @@ def tune(
             )
         full = attrs["full_model_utility"]
     else:
-        full = full_model_utility(base)
+        if full is None:  # a study.db without attributes: created, then the setup failed
+            full = full_model_utility(base)
         for key, value in {
             "method": method,
             "data": base.data,

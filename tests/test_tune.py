@@ -270,6 +270,27 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, capsys, fake):
     assert not fake.calls
 
 
+def test_no_retain_model_is_one_line_and_leaves_no_study(tmp_path, capsys, monkeypatch):
+    import atwu_core.experiment
+
+    monkeypatch.setattr(atwu_core.experiment, "retain_model_for", lambda config: None)
+    argv = [
+        "tune",
+        "--method",
+        "wga",
+        "--trials",
+        "1",
+        "--data",
+        BENCH,
+        "--runs-dir",
+        str(tmp_path),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no forget quality to tune for" in err and "Traceback" not in err
+    assert not (tmp_path / "tune").exists()
+
+
 def test_compare_tuned_refuses_the_tuning_seed(fake, tmp_path, capsys):
     tune_mod.tune("wga", 1, base_config(), tmp_path, progress=False)
     study_dir = tmp_path / "tune" / "wga-data0"
