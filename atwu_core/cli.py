@@ -1,4 +1,4 @@
-"""`atwu` command line: prepare, methods, unlearn, eval, compare.
+"""`atwu` command line: prepare, methods, unlearn, eval, compare, tune.
 
 Heavy imports (torch, transformers) happen inside the commands, so `atwu --help` is instant.
 """
@@ -119,7 +119,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from atwu_core.methods import REGISTRY
-    from atwu_core.scorer import ScorerConfig
+    from atwu_core.scorer import SCORER_SEARCH, ScorerConfig
+    from atwu_core.space import describe
 
     scorer_defaults = vars(ScorerConfig())
     table = []
@@ -131,6 +132,14 @@ def cmd_methods(args: argparse.Namespace) -> int:
                 "summary": spec.summary,
                 "hparams": hp,
                 "scorer": scorer_defaults if "scorer" in spec.needs else None,
+                # what `atwu tune` searches (docs/TUNING.md), besides lr/alpha
+                "search": {
+                    k: describe(v)
+                    for k, v in {
+                        **spec.search,
+                        **(SCORER_SEARCH if "scorer" in spec.needs else {}),
+                    }.items()
+                },
                 "needs_reference": spec.needs_reference,
                 "retain": spec.retain,
             }
@@ -145,6 +154,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
         if row["scorer"]:
             sc = ", ".join(f"{k}={v}" for k, v in row["scorer"].items())
             print(f"{'':<13} scorer: {sc}")
+        if row["search"]:
+            tuned = ", ".join(f"{k} {v}" for k, v in row["search"].items())
+            print(f"{'':<13} tune searches: {tuned}")
     return 0
 
 
@@ -225,9 +237,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from atwu_core.compare import compare, parse_sweep
     from atwu_core.methods import REGISTRY
 
-    methods = sorted(REGISTRY) if args.methods == "all" else args.methods.split(",")
+    tuned = {}
+    if args.tuned:
+        from atwu_core.tune import check_report_data, load_tuned
+
+        tuned = load_tuned(args.tuned)
+    if args.methods is None:  # the tuned methods, or every method
+        methods = sorted(tuned) if tuned else sorted(REGISTRY)
+    else:
+        methods = sorted(REGISTRY) if args.methods == "all" else args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     base = _unlearn_config(args, methods[0])
+    if tuned:
+        check_report_data(tuned, base.data)  # before the slow imports
     _quiet_transformers()
     bar = tqdm(desc="compare", unit="run")
 
@@ -245,6 +267,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         sweep=parse_sweep(args.sweep),
         progress=progress,
         save_model_for=[m for m in (args.save_model_for or "").split(",") if m],
+        tuned=tuned,
     )
     bar.close()
     print((Path(args.runs_dir) / "leaderboard.md").read_text())
@@ -290,6 +313,44 @@ def cmd_study(args: argparse.Namespace) -> int:
     (out / "study.md").write_text(text)
     print(text)
     print(f"{len(board)} runs; {out / 'study.csv'} and {out / 'study.md'} written")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from atwu_core.methods import REGISTRY
+    from atwu_core.tune import tune_many
+
+    if (args.method is None) == (args.methods is None):
+        raise ValueError("give --method M or --methods a,b,c (or all), not both")
+    if args.methods == "all":
+        methods = sorted(REGISTRY)
+    else:
+        methods = [m.strip() for m in (args.methods or args.method).split(",") if m.strip()]
+    if args.trials < 1:
+        raise ValueError(f"--trials must be >= 1, got {args.trials}")
+    base = _unlearn_config(args, methods[0])
+    _quiet_transformers()
+
+    def report(best: dict[str, Any]) -> None:
+        ok = "feasible" if best["feasible"] else "NO feasible trial, highest utility shown"
+        hp = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in best["hparams"].items()
+        )
+        print(
+            f"{best['method']}: best of {best['n_trials']} trials ({ok}): log10 FQ "
+            f"{best['objective']:.3f}, MU {best['model_utility']:.3f} (floor "
+            f"{best['utility_floor']:.3f}) | lr={best['lr']:.3g} alpha={best['alpha']:.3g} "
+            f"{hp} -> {Path(best['study_dir']) / 'best.json'}"
+        )
+
+    try:
+        tune_many(
+            methods, args.trials, base, args.runs_dir, tune_seed=args.tune_seed, on_done=report
+        )
+    except KeyboardInterrupt:
+        print("atwu tune: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -399,8 +460,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_unlearn)
 
     p = sub.add_parser("compare", help="methods x seeds, evaluated, into one leaderboard")
-    p.add_argument("--methods", default="all", help="comma-separated names, or all")
+    p.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated names, or all (default: the --tuned methods, else all)",
+    )
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument(
+        "--tuned",
+        nargs="+",
+        default=None,
+        metavar="STUDY_DIR",
+        help="atwu tune study folders (or a folder of them): run those methods' best.json "
+        "config instead of the defaults",
+    )
     p.add_argument("--sweep", default=None, metavar="NAME=V1,V2,...")
     p.add_argument(
         "--save-model-for", default=None, metavar="M1,M2", help="save final models of these"
@@ -417,6 +490,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default=None, help="report generator seeds (default 1,2,3,4,5)")
     p.add_argument("--regimes", default=None, help="comma-separated: default,long")
     p.set_defaults(fn=cmd_study)
+
+    p = sub.add_parser(
+        "tune",
+        help="equal-budget hyperparameter search (Optuna TPE), one study per method "
+        "(docs/TUNING.md)",
+    )
+    p.add_argument("--method", default=None)
+    p.add_argument("--methods", default=None, help="comma-separated names, or all")
+    p.add_argument(
+        "--trials", type=int, required=True, help="completed trials per method (the budget)"
+    )
+    p.add_argument("--tune-seed", type=int, default=0, help="seed of the TPE sampler")
+    _add_run_options(p)
+    p.set_defaults(fn=cmd_tune)
 
     p = sub.add_parser("eval", help="TOFU evaluation of a run folder (with model/) or a model")
     p.add_argument("target", help="run folder saved with --save-model, or a model path / hub id")

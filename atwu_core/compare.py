@@ -1,14 +1,16 @@
 """`atwu compare`: many methods x seeds (x one swept hyperparameter), evaluated, on one leaderboard.
 
 Writes every run folder plus `leaderboard.csv` (one row per run) and `leaderboard.md` (mean ± std
-over seeds per method and swept value) into the runs folder.
+over seeds per method and swept value) into the runs folder. With `tuned` (best.json of `atwu tune`
+studies, docs/TUNING.md) those methods run their tuned config; the `config` column says `default`
+or `tuned` on every row.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,7 @@ def leaderboard_row(path: Path) -> dict[str, Any]:
     cfg = run.info.get("config", {})
     row: dict[str, Any] = {
         "method": run.method,
+        "config": "default",
         "seed": cfg.get("seed"),
         "run_id": run.run_id,
         "status": run.status,
@@ -131,6 +134,7 @@ def reference_rows(evals: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     for name, ev in evals.items():
         row: dict[str, Any] = {
             "method": REFERENCES[name],
+            "config": "default",  # the untouched full / retain model
             "seed": None,
             "run_id": f"reference-{name}",
             "status": "reference",
@@ -144,7 +148,7 @@ def reference_rows(evals: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def summarise(board: pd.DataFrame, sweep_name: str | None) -> pd.DataFrame:
     """Mean and std over seeds per method (and swept value)."""
-    keys = ["method"] + ([sweep_name] if sweep_name else [])
+    keys = ["method", "config"] + ([sweep_name] if sweep_name else [])
     numeric = [c for c in LEADERBOARD_COLUMNS if c in board and board[c].notna().any()]
     grouped = board.groupby(keys, sort=False)[numeric]
     mean, std = grouped.mean(), grouped.std(ddof=0).fillna(0.0)
@@ -158,6 +162,10 @@ def summarise(board: pd.DataFrame, sweep_name: str | None) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _tuned_hparams(tuned: Mapping[str, Mapping[str, Any]], method: str) -> dict[str, Any]:
+    return dict(tuned[method]["hparams"]) if method in tuned else {}
+
+
 def compare(
     methods: Sequence[str],
     seeds: Sequence[int],
@@ -167,14 +175,30 @@ def compare(
     sweep: tuple[str, list[str]] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     save_model_for: Sequence[str] = (),
+    tuned: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """Run and evaluate the whole plan; returns the per-run leaderboard (also written to disk)."""
+    """Run and evaluate the whole plan; returns the per-run leaderboard (also written to disk).
+
+    `tuned` maps a method to its best.json (`atwu_core.tune.load_tuned`): that method runs the
+    tuned hparams, lr and alpha (`--set` and `sweep` values still override). Refused (ValueError)
+    when `base.data` has the generator seed the study was tuned on.
+    """
     from atwu_core.methods import get_method
     from atwu_core.train import split_hparams, unlearn
 
+    tuned = dict(tuned or {})
+    extra = sorted(set(tuned) - set(methods))
+    if extra:
+        raise ValueError(f"--tuned holds studies of {extra}, which are not in --methods")
+    if tuned:
+        from atwu_core.tune import check_report_data
+
+        check_report_data(tuned, base.data)
     jobs = plan(methods, seeds, sweep)
     for method, _, override in jobs:  # fail on a typo before hours of runs, not after
-        split_hparams(get_method(method), {**base.hparams, **override})
+        split_hparams(
+            get_method(method), {**_tuned_hparams(tuned, method), **base.hparams, **override}
+        )
     runs_dir = Path(runs_dir)
     rows = []
     for i, (method, seed, override) in enumerate(jobs):
@@ -185,11 +209,14 @@ def compare(
             base,
             method=method,
             seed=seed,
-            hparams={**base.hparams, **override},
+            hparams={**_tuned_hparams(tuned, method), **base.hparams, **override},
             save_model=base.save_model or method in save_model_for,
         )
+        if method in tuned:
+            cfg = dataclasses.replace(cfg, lr=tuned[method]["lr"], alpha=tuned[method]["alpha"])
         path = unlearn(cfg, runs_dir=runs_dir, evaluate=True)
         row = leaderboard_row(path)
+        row["config"] = "tuned" if method in tuned else "default"
         if sweep is not None:
             row[sweep[0]] = override[sweep[0]]
         rows.append(row)

@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .losses import masked_mean, mean_over_sequences, zero_outside
+from .space import Choice, Float, Int, LogFloat
 
 SCORER_FORMAT = "atwu-scorer"
 SCORER_SCHEMA = "1"
@@ -342,3 +343,16 @@ def load_scorer(path: str | Path) -> TokenScorer:
         scorer.linear.weight.copy_(weight)
         scorer.linear.bias.copy_(bias)
     return scorer
+
+
+# Where `atwu tune` searches the scorer settings, for every method whose needs include "scorer"
+# (docs/TUNING.md).
+SCORER_SEARCH = {
+    "lambda_h": LogFloat(0.1, 10.0),
+    "lambda_p": LogFloat(1.0, 100.0),
+    "budget": Float(0.05, 0.5),
+    "lambda_2": LogFloat(0.01, 10.0),
+    "scorer_lr": LogFloat(0.005, 0.5),
+    "update_every": Int(1, 10),
+    "scorer_position": Choice(POSITIONS),
+}

@@ -8,6 +8,7 @@ from ..losses import check_hparam, masked_mean, weighted_ascent, zero_outside
 
 # Imported under another name: `saturation` is also the hyperparameter users type.
 from ..losses import saturation as saturation_factor
+from ..space import LogFloat
 from .base import ForgetBatch, MethodOutput, register
 
 SATURATIONS = ("scaled", "plain", "none")
@@ -49,7 +50,7 @@ def saturated_ascent(
     )
 
 
-@register("atwu", needs=("scorer",))
+@register("atwu", needs=("scorer",), search={"beta": LogFloat(0.5, 20.0)})
 def atwu(batch: ForgetBatch, *, beta: float = 5.0, saturation: str = "scaled") -> MethodOutput:
     """Ascend each token's NLL weighted by the learned g_t, fading it out once p_t is low.
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from ..space import LogFloat
 from .atwu import saturated_ascent
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("atwu_frozen")
+@register("atwu_frozen", search={"beta": LogFloat(0.5, 20.0)})
 def atwu_frozen(
     batch: ForgetBatch, *, beta: float = 5.0, saturation: str = "scaled"
 ) -> MethodOutput:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..losses import check_hparam, npo_loss, sequence_lengths, sequence_logp, zero_outside
+from ..space import LogFloat
 from .atwu import plugin_weights
 from .base import ForgetBatch, MethodOutput, register
 
@@ -22,7 +23,7 @@ def per_sequence_renormalised(w: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     return w * scale  # (B, T)
 
 
-@register("atwu_npo", needs=("scorer", "ref_logp"))
+@register("atwu_npo", needs=("scorer", "ref_logp"), search={"beta": LogFloat(0.02, 1.0)})
 def atwu_npo(batch: ForgetBatch, *, beta: float = 0.1) -> MethodOutput:
     """NPO where each token's log-ratio counts w_t times, w = 2g renormalised per sequence.
 

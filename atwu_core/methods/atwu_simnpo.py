@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from ..losses import check_hparam, sequence_mean_nll, simnpo_loss
+from ..space import Float, LogFloat
 from .atwu import plugin_weights
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("atwu_simnpo", needs=("scorer",))
+@register(
+    "atwu_simnpo", needs=("scorer",), search={"beta": LogFloat(1.0, 10.0), "delta": Float(0.0, 2.0)}
+)
 def atwu_simnpo(batch: ForgetBatch, *, beta: float = 4.5, delta: float = 0.0) -> MethodOutput:
     """SimNPO on Σ_t w_t·ℓ_t / |y| with w_t = 2g_t: raises the NLL of the tokens the scorer picks.
 

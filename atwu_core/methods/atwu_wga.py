@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from ..losses import check_hparam, saturation, weighted_ascent
+from ..space import LogFloat
 from .atwu import plugin_weights
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("atwu_wga", needs=("scorer",))
+@register("atwu_wga", needs=("scorer",), search={"beta": LogFloat(0.2, 10.0)})
 def atwu_wga(batch: ForgetBatch, *, beta: float = 1.0) -> MethodOutput:
     """WGA with w_t = 2g_t in the exponent: `-mean_t ℓ_t·sg[p_t^(β·w_t)]`.
 

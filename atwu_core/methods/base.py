@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from ..space import validate_space
+
 # Everything a method may ask the training loop for. Anything not listed is always present.
 KNOWN_NEEDS = frozenset(
     {
@@ -89,6 +91,8 @@ class MethodSpec:
     retain: str  # "nll" | "kl" | "none" | "rmu": the retain term the loop adds by default
     hparams: Mapping[str, Any]  # name -> default
     summary: str  # one line, shown by `atwu methods` and in the dashboard
+    # name -> dimension (atwu_core.space) that `atwu tune` searches; a subset of `hparams`
+    search: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def needs_reference(self) -> bool:
@@ -156,9 +160,17 @@ def validate_batch(
 
 
 def register(
-    name: str, *, needs: tuple[str, ...] = (), retain: str = "nll"
+    name: str,
+    *,
+    needs: tuple[str, ...] = (),
+    retain: str = "nll",
+    search: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., MethodOutput]], Callable[..., MethodOutput]]:
     """Register `fn(batch: ForgetBatch, *, hparam=default, ...) -> MethodOutput` as a method.
+
+    `search` maps hyperparameter names to the ranges `atwu tune` searches (`atwu_core.space`:
+    Float, LogFloat, Int, Choice); it may only name the method's own hyperparameters. Names left
+    out keep their default while tuning.
 
     The registered (and returned) function checks the batch with `validate_batch` before running,
     so every method gets the same clear error for a missing or misshapen input.
@@ -177,6 +189,7 @@ def register(
         missing = [k for k, v in hparams.items() if v is inspect.Parameter.empty]
         if missing:
             raise ValueError(f"method {name!r}: hyperparameters {missing} need defaults")
+        validate_space(f"method {name!r}", search or {}, hparams)
         doc = (fn.__doc__ or "").strip().splitlines()
         frozen_needs = frozenset(needs)
 
@@ -192,6 +205,7 @@ def register(
             retain=retain,
             hparams=hparams,
             summary=doc[0] if doc else name,
+            search=dict(search or {}),
         )
         return checked
 

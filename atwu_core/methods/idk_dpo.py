@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from ..losses import check_hparam, mean_over_sequences, sequence_logp
+from ..space import LogFloat
 from .base import ForgetBatch, MethodOutput, register
 
 # Preferred answers for IdkDPO; the loop pairs each forget question with one of them (TOFU's
@@ -25,7 +26,7 @@ IDK_ANSWERS: tuple[str, ...] = (
 )
 
 
-@register("idk_dpo", needs=("ref_logp", "alt"))
+@register("idk_dpo", needs=("ref_logp", "alt"), search={"beta": LogFloat(0.02, 1.0)})
 def idk_dpo(batch: ForgetBatch, *, beta: float = 0.1) -> MethodOutput:
     """Prefer an "I don't know" answer over the forget answer (DPO); all answer tokens alike.
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ..losses import check_hparam, npo_loss, sequence_logp
+from ..space import LogFloat
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("npo", needs=("ref_logp",))
+@register("npo", needs=("ref_logp",), search={"beta": LogFloat(0.02, 1.0)})
 def npo(batch: ForgetBatch, *, beta: float = 0.1) -> MethodOutput:
     """Push each answer's sequence probability below the reference model's, with a bounded loss.
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from ..losses import check_hparam, masked_mean, saturation, weighted_ascent, zero_outside
+from ..space import Choice, LogFloat
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("oracle_mask", needs=("span_mask",))
+@register(
+    "oracle_mask",
+    needs=("span_mask",),
+    search={"saturate": Choice((False, True)), "beta": LogFloat(0.5, 20.0)},
+)
 def oracle_mask(batch: ForgetBatch, *, saturate: bool = False, beta: float = 5.0) -> MethodOutput:
     """Ascend only the tokens inside the ground-truth forget spans: the upper bound for a scorer.
 

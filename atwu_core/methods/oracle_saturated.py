@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from ..space import LogFloat
 from .atwu import saturated_ascent
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("oracle_saturated", needs=("span_mask",))
+@register("oracle_saturated", needs=("span_mask",), search={"beta": LogFloat(0.5, 20.0)})
 def oracle_saturated(
     batch: ForgetBatch, *, beta: float = 5.0, saturation: str = "scaled"
 ) -> MethodOutput:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..losses import check_hparam, masked_mean, zero_outside
+from ..space import LogFloat
 from .base import ForgetBatch, MethodOutput, register
 
 
@@ -41,7 +42,7 @@ def rmu_retain_loss(
     return _mean_sq_dist(hidden, ref_hidden.detach(), mask)
 
 
-@register("rmu", needs=("hidden",), retain="rmu")
+@register("rmu", needs=("hidden",), retain="rmu", search={"steering_coeff": LogFloat(1.0, 100.0)})
 def rmu(
     batch: ForgetBatch, *, steering_coeff: float = 10.0, layer: int = 1, seed: int = 0
 ) -> MethodOutput:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from ..losses import check_hparam, saturation, weighted_ascent, zero_outside
+from ..space import LogFloat
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("satimp")
+@register("satimp", search={"beta1": LogFloat(0.5, 20.0), "beta2": LogFloat(0.1, 10.0)})
 def satimp(batch: ForgetBatch, *, beta1: float = 5.0, beta2: float = 1.0) -> MethodOutput:
     """Ascend each token's NLL weighted by p^β1·(1-p)^β2: favours likely but not certain tokens.
 

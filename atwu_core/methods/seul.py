@@ -7,6 +7,7 @@ import itertools
 import torch
 
 from ..losses import check_hparam, masked_mean, weighted_ascent
+from ..space import Float, Int
 from .base import ForgetBatch, MethodOutput, register
 
 
@@ -37,7 +38,7 @@ def seul_mask(logp: torch.Tensor, mask: torch.Tensor, k: float, max_gap: int) ->
     return out
 
 
-@register("seul")
+@register("seul", search={"k": Float(0.0, 2.0), "max_gap": Int(0, 3)})
 def seul(batch: ForgetBatch, *, k: float = 1.0, max_gap: int = 1) -> MethodOutput:
     """Ascend only the tokens the model finds unusually hard to predict (low log p), gaps filled.
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ..losses import check_hparam, sequence_mean_nll, simnpo_loss
+from ..space import Float, LogFloat
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("simnpo")
+@register("simnpo", search={"beta": LogFloat(1.0, 10.0), "delta": Float(0.0, 2.0)})
 def simnpo(batch: ForgetBatch, *, beta: float = 4.5, delta: float = 0.0) -> MethodOutput:
     """Raise each answer's length-normalised NLL through a bounded, reference-free NPO loss.
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from ..losses import check_hparam, weighted_ascent, zero_outside
+from ..space import LogFloat
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("tnpo", needs=("ref_logp",))
+@register("tnpo", needs=("ref_logp",), search={"beta": LogFloat(0.5, 20.0)})
 def tnpo(batch: ForgetBatch, *, beta: float = 4.0) -> MethodOutput:
     """Ascend each token's NLL weighted by 2p^β/(p^β + p_ref^β): tokens not yet below the reference.
 

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from ..losses import check_hparam, masked_mean, zero_outside
+from ..space import LogFloat
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("undial", needs=("logits", "ref_logits"))
+@register("undial", needs=("logits", "ref_logits"), search={"beta": LogFloat(1.0, 30.0)})
 def undial(batch: ForgetBatch, *, beta: float = 10.0) -> MethodOutput:
     """Distil every answer token toward the reference distribution with the true token's logit cut.
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ..losses import check_hparam, saturation, weighted_ascent, zero_outside
+from ..space import LogFloat
 from .base import ForgetBatch, MethodOutput, register
 
 
-@register("wga")
+@register("wga", search={"beta": LogFloat(0.2, 10.0)})
 def wga(batch: ForgetBatch, *, beta: float = 1.0) -> MethodOutput:
     """Ascend each token's NLL weighted by its current probability p^β: still-known tokens first.
 
