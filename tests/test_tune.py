@@ -92,6 +92,7 @@ def test_scorer_search_names_scorer_fields_and_set_values_are_not_searched():
         "lambda_2",
         "scorer_lr",
         "update_every",
+        "scorer_position",
     }
     assert "beta" not in tune_mod.search_space("atwu", {"beta": "5"})
     assert "budget" not in tune_mod.search_space("atwu", {"budget": "0.3"})
