@@ -87,7 +87,7 @@ class UnlearnConfig:
     device: str = "auto"
     dtype: str = "auto"
     save_model: bool = False
-    conflict: bool = True  # record each probe token's retain conflict (issue 4) at step 0
+    conflict: bool = True  # record each probe token's retain conflict (conflict.py) at step 0
     trust_remote_code: bool = False
     # Scale (docs/GPU.md). batch_size is the batch of one optimiser step over all processes and
     # accumulation micro-batches, so changing either leaves the optimisation the same.

@@ -6,10 +6,10 @@ The full and retain models are fixed, so their evaluations are cached by a conte
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from atwu_core.cache import cached_value
 from atwu_core.config import UnlearnConfig
 from atwu_core.data.schema import Benchmark
 
@@ -37,15 +37,6 @@ def generation_budget(tokenizer, bench: Benchmark) -> int:
     return max(EVAL_SETTINGS["max_new_tokens"], longest + 1)
 
 
-def cache_root() -> Path:
-    """`$ATWU_CACHE`, default `~/.cache/atwu`: cached evaluations and converted models."""
-    return Path(os.environ.get("ATWU_CACHE", Path.home() / ".cache" / "atwu"))
-
-
-def cache_dir() -> Path:
-    return cache_root() / "evals"
-
-
 def retain_model_for(config: UnlearnConfig) -> str | None:
     """Forget-quality reference: `config.retain_model`, else a `retain` folder beside the model."""
     if config.retain_model:
@@ -70,25 +61,6 @@ def fixed_model_eval(model_dir: str, data: str, bench: Benchmark) -> dict[str, A
         )
 
     return cached_value(model_dir, data, EVAL_SETTINGS, compute)
-
-
-def cached_value(model_dir: str, data: str, settings: dict, compute) -> dict[str, Any]:
-    """`compute()` cached by content hash of (model, data, settings) when both are local folders.
-
-    `data` is a benchmark folder or `<loader>:<selection>@<folder>` (e.g. `tofu:forget10@dir`):
-    the folder's bytes and the selection both go into the key. Hub ids are never cached: their
-    bytes are not known without a download.
-    """
-    from atwu_core.evaluate import cached_eval
-
-    folder = data
-    loader, sep, rest = data.partition(":")
-    if sep and "@" in rest and not Path(data).exists():
-        selection, _, folder = rest.rpartition("@")
-        settings = {**settings, "data": f"{loader}:{selection}"}
-    if Path(model_dir).is_dir() and Path(folder).is_dir():
-        return cached_eval(model_dir, folder, cache_dir(), settings, compute)
-    return compute()
 
 
 def evaluate_run(model, tokenizer, bench: Benchmark, config: UnlearnConfig) -> dict[str, Any]:

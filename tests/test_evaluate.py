@@ -12,9 +12,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from atwu_core import metrics as M
+from atwu_core.cache import cached_eval, eval_cache_key
 from atwu_core.data.encode import encode_example, prompt_ids
 from atwu_core.data.schema import Benchmark, QAItem
-from atwu_core.evaluate import cached_eval, eval_cache_key, evaluate_model
+from atwu_core.evaluate import evaluate_model
 
 CHAT = (
     "{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}"
@@ -410,7 +411,7 @@ def test_cache_key_bad_input(tmp_path):
 
 
 def test_reference_evals_of_loader_data_are_cached_per_folder_and_selection(tmp_path, monkeypatch):
-    from atwu_core.experiment import cached_value
+    from atwu_core.cache import cached_value
 
     monkeypatch.setenv("ATWU_CACHE", str(tmp_path / "cache"))
     (tmp_path / "model").mkdir()

@@ -1,4 +1,4 @@
-"""Bad input for real models and real data (issue 6): `atwu unlearn` answers with one clear line
+"""Bad input for real models and real data: `atwu unlearn` answers with one clear line
 and exit code 2, saying what to do. Nothing downloads: HF_HUB_OFFLINE=1 (tests/conftest.py)."""
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def test_every_sample_run_opens_with_the_current_reader():
 
 
 def test_default_atwu_run_forgets_facts_keeps_template_and_finds_spans(tmp_path):
-    """Issue 3 acceptance on the committed model (default config, ~10 s on 2 idle cores)."""
+    """The default ATWU run on the committed model (~15 s on 2 idle cores)."""
     from atwu_core.config import UnlearnConfig
     from atwu_core.runs import load_run
     from atwu_core.train import unlearn

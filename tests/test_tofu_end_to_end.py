@@ -1,4 +1,4 @@
-"""TOFU end to end on a randomly initialised Llama (issue 6): chat-template masking, an
+"""TOFU end to end on a randomly initialised Llama: chat-template masking, an
 `atwu unlearn --data tofu:forget01@<dir>` run, and TOFU evaluation, on the real TOFU files.
 
 Nothing downloads: the tokenizer is trained in-test on TOFU text and the model is built from a
