@@ -294,7 +294,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     _quiet_transformers()
     out = Path(args.out)
     board = study.run_study(
-        out, methods=methods, report_seeds=seeds, regimes=regimes, progress=tqdm.write
+        out,
+        methods=methods,
+        report_seeds=seeds,
+        regimes=regimes,
+        jobs=args.jobs,
+        progress=tqdm.write,
     )
     meta = {
         "report_seeds": list(seeds),
@@ -489,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=None, help="comma-separated (default: the core set)")
     p.add_argument("--seeds", default=None, help="report generator seeds (default 1,2,3,4,5)")
     p.add_argument("--regimes", default=None, help="comma-separated: default,long")
+    p.add_argument(
+        "--jobs", type=int, default=2, help="runs at once, one single-threaded process each"
+    )
     p.set_defaults(fn=cmd_study)
 
     p = sub.add_parser(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -296,51 +297,96 @@ def run_study(
     report_seeds: Sequence[int] = REPORT_SEEDS,
     regimes: Sequence[str] = tuple(REGIMES),
     tuned: dict[str, dict[str, Any]] | None = None,
+    jobs: int = 1,
     progress: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """Run the protocol (module docstring) into `out`; returns the board (also `study.csv`).
 
-    `tuned` maps a method to the UnlearnConfig fields of its best tuned config (`hparams`, `lr`,
-    `alpha`); methods not in it run with the defaults.
+    `tuned` maps a method label to the UnlearnConfig fields of its best tuned config (`hparams`,
+    `lr`, `alpha`); methods not in it run with the defaults. `jobs` > 1 runs that many runs at
+    once, each in its own single-threaded process (tiny models use one core better than two
+    threads). A run whose folder already holds a finished evaluation is reused, so an interrupted
+    study picks up where it stopped.
     """
     from atwu_core.compare import reference_evals
     from atwu_core.methods import get_method
-    from atwu_core.train import split_hparams, unlearn
+    from atwu_core.train import split_hparams
 
     unknown = [r for r in regimes if r not in REGIMES]
     if unknown:
         raise ValueError(f"unknown regime {unknown}; one of {list(REGIMES)}")
     if TUNING_SEED in report_seeds:
         raise ValueError(f"report seeds {list(report_seeds)} include the tuning seed {TUNING_SEED}")
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs} must be >= 1")
     tuned = tuned or {}
     for label in methods:  # a typo fails now, not after an hour of runs
         name, overrides = parse_method(label)
         split_hparams(get_method(name), overrides | tuned.get(label, {}).get("hparams", {}))
     out = Path(out)
-    rows = []
     start = time.perf_counter()
+    plan = []
     for bench_seed in report_seeds:
         root = prepared_benchmark(bench_seed, progress)
         base = UnlearnConfig(
-            model=str(root / "models" / "full"),
-            data=str(root / "benchmark"),
-            conflict=False,
+            model=str(root / "models" / "full"), data=str(root / "benchmark"), conflict=False
         )
         full_eval = reference_evals(base).get("full")
         full_utility = full_eval["metrics"]["model_utility"]["agg_value"] if full_eval else None
         for regime in regimes:
-            for method in methods:
-                progress(f"seed {bench_seed} · {regime} · {method}")
-                cfg = dataclasses.replace(
-                    base, method=method, **REGIMES[regime], **tuned.get(method, {})
+            for label in methods:
+                name, overrides = parse_method(label)
+                best = dict(tuned.get(label, {}))
+                best["hparams"] = overrides | best.get("hparams", {})
+                cfg = dataclasses.replace(base, method=name, **REGIMES[regime], **best)
+                folder = out / "runs" / regime / f"b{bench_seed}" / _slug(label)
+                plan.append((cfg, folder, regime, bench_seed, label, full_utility))
+    rows = []
+    if jobs == 1:
+        for n, job in enumerate(plan, start=1):
+            progress(f"[{n}/{len(plan)}] seed {job[3]} · {job[2]} · {job[4]}")
+            rows.append(_run_job(job))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_thread) as pool:
+            for n, row in enumerate(pool.map(_run_job, plan), start=1):
+                progress(
+                    f"[{n}/{len(plan)}] seed {row['seed']} · {row['regime']} · {row['method']}"
                 )
-                path = unlearn(
-                    cfg, runs_dir=out / "runs" / regime / f"b{bench_seed}", evaluate=True
-                )
-                rows.append(board_row(path, regime, bench_seed, full_utility))
+                rows.append(row)
     board = pd.DataFrame(rows)
     board["config"] = ["tuned" if m in tuned else "default" for m in board["method"]]
     out.mkdir(parents=True, exist_ok=True)
     board.to_csv(out / "study.csv", index=False)
     board.attrs["seconds"] = time.perf_counter() - start
     return board
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_job(job: tuple) -> dict[str, Any]:
+    """One study run (reused when its folder holds a finished evaluation) as a board row."""
+    import shutil
+
+    from atwu_core.runs import read_eval, read_info
+    from atwu_core.train import unlearn
+
+    cfg, folder, regime, bench_seed, label, full_utility = job
+    done = folder.is_dir() and (folder / "run.json").exists() and (folder / "eval.json").exists()
+    if done and read_info(folder).get("status") == "finished" and read_eval(folder):
+        path = folder
+    else:
+        shutil.rmtree(folder, ignore_errors=True)  # a run cut short: start it again
+        path = unlearn(cfg, runs_dir=folder.parent, run_id=folder.name, evaluate=True)
+    return board_row(path, regime, bench_seed, full_utility) | {"method": label}
