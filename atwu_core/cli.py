@@ -284,7 +284,14 @@ def cmd_study(args: argparse.Namespace) -> int:
     from atwu_core.data.benchmark import GENERATOR_VERSION
 
     quick = study.QUICK if args.quick else {}
-    methods = args.methods.split(",") if args.methods else quick.get("methods", study.CORE_METHODS)
+    from atwu_core.methods import REGISTRY
+
+    if args.methods == "all":
+        methods = [*sorted(REGISTRY), study.ATWU_PREV]
+    elif args.methods:
+        methods = _split_labels(args.methods)
+    else:
+        methods = quick.get("methods", study.CORE_METHODS)
     seeds = (
         [int(s) for s in args.seeds.split(",")]
         if args.seeds
@@ -298,6 +305,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         methods=methods,
         report_seeds=seeds,
         regimes=regimes,
+        long_methods=None if args.long_all else study.CORE_METHODS,
         jobs=args.jobs,
         progress=tqdm.write,
     )
@@ -319,6 +327,20 @@ def cmd_study(args: argparse.Namespace) -> int:
     print(text)
     print(f"{len(board)} runs; {out / 'study.csv'} and {out / 'study.md'} written")
     return 0
+
+
+def _split_labels(text: str) -> list[str]:
+    """`a,b[x=1,y=2],c` -> ["a", "b[x=1,y=2]", "c"]: commas inside brackets stay."""
+    labels, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            labels.append(current.strip())
+            current = ""
+        else:
+            current += char
+    labels.append(current.strip())
+    return [label for label in labels if label]
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -496,6 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regimes", default=None, help="comma-separated: default,long")
     p.add_argument(
         "--jobs", type=int, default=2, help="runs at once, one single-threaded process each"
+    )
+    p.add_argument(
+        "--long-all",
+        action="store_true",
+        help="run every method in the long regime too (default: the core set only)",
     )
     p.set_defaults(fn=cmd_study)
 

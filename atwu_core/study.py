@@ -296,6 +296,7 @@ def run_study(
     methods: Sequence[str] = CORE_METHODS,
     report_seeds: Sequence[int] = REPORT_SEEDS,
     regimes: Sequence[str] = tuple(REGIMES),
+    long_methods: Sequence[str] | None = CORE_METHODS,
     tuned: dict[str, dict[str, Any]] | None = None,
     jobs: int = 1,
     progress: Callable[[str], None] = print,
@@ -335,6 +336,8 @@ def run_study(
         full_utility = full_eval["metrics"]["model_utility"]["agg_value"] if full_eval else None
         for regime in regimes:
             for label in methods:
+                if regime == "long" and long_methods is not None and label not in long_methods:
+                    continue
                 name, overrides = parse_method(label)
                 best = dict(tuned.get(label, {}))
                 best["hparams"] = overrides | best.get("hparams", {})

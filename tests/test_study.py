@@ -108,3 +108,9 @@ def test_parse_method_labels():
         parse_method("atwu[beta=1")
     with pytest.raises(ValueError, match="is not key=value"):
         parse_method("atwu[beta]")
+
+
+def test_cli_method_labels_keep_commas_inside_brackets():
+    from atwu_core.cli import _split_labels
+
+    assert _split_labels("atwu, atwu[a=1,b=2],wga,") == ["atwu", "atwu[a=1,b=2]", "wga"]
