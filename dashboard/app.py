@@ -910,7 +910,10 @@ def _job_status(job: jobs.Job) -> None:
         if st.button("Cancel", key="exp_cancel"):
             job.cancel()
         if job.cancelled:
-            st.warning("Cancel requested (SIGINT): the run records status 'interrupted' and stops.")
+            st.warning(
+                "Cancel requested (cancel file + SIGTERM): the run records status "
+                "'interrupted' and stops."
+            )
     elif code == 0:
         st.success(
             f"Run {run_path.name if run_path else ''} finished. It is listed in the sidebar and "
