@@ -11,6 +11,7 @@ fast stand-ins).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -213,10 +214,8 @@ class Job:
         a background job passes on as ignored."""
         if self.proc.poll() is None:
             if self.cancel_path is not None:
-                try:
+                with contextlib.suppress(OSError):  # SIGTERM still stops it
                     self.cancel_path.write_text("cancelled from the dashboard\n")
-                except OSError:
-                    pass  # SIGTERM still stops it
             self.proc.send_signal(signal.SIGTERM)
             self.cancelled = True
 
