@@ -550,8 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default="builtin",
         choices=["builtin", "tofu-mini"],
-        help="builtin: the generated benchmark, into sample_data/; tofu-mini: forget01's 2 "
-        "authors + 10 retain authors + world facts of the real TOFU, into sample_data/tofu_mini/",
+        help="builtin: the generated benchmark; tofu-mini: forget01's 2 "
+        "authors + 10 retain authors + world facts of the real TOFU (output: see --out)",
     )
     p.add_argument(
         "--tofu-dir",
