@@ -65,8 +65,8 @@ def check_model(spec: str, option: str = "--model") -> None:
     path = Path(spec).expanduser()
     if not path.exists():
         raise ValueError(
-            f"{option} {spec} does not exist; build the sample models with `atwu prepare` or "
-            "pass a Hugging Face hub id"
+            f"{option}: model path {spec!r} does not exist; build the sample models with "
+            "`atwu prepare` or pass a Hugging Face hub id"
         )
     if not path.is_dir():
         raise ValueError(f"{option} {spec} is a file; pass the model's folder")

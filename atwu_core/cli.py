@@ -415,6 +415,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise ValueError(f"--trials must be >= 1, got {args.trials}")
     base = _unlearn_config(args, methods[0])
+    _check_run_options(args, base)
     _quiet_transformers()
 
     def report(best: dict[str, Any]) -> None:
