@@ -976,9 +976,11 @@ def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1, as a dual-stack server sees it
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def remote_problem() -> str | None:

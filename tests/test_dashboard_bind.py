@@ -119,3 +119,19 @@ def test_real_server_started_from_another_folder_binds_to_localhost(tmp_path, st
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize(
+    ("client", "refused"),
+    [("192.0.2.7", True), ("127.0.0.1", False), ("::1", False), ("::ffff:127.0.0.1", False)],
+)
+def test_a_browser_on_another_machine_is_refused(quick, monkeypatch, client, refused):
+    """Bound to localhost behind a proxy or tunnel, a non-local client still gets no page."""
+    import streamlit as st
+
+    monkeypatch.setattr(type(st.context), "ip_address", property(lambda self: client))
+    at = run_bound_to("localhost")
+    if refused:
+        assert f"your address {client} is not local" in at.error[0].value and not at.tabs
+    else:
+        assert not at.error and at.tabs
