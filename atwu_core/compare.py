@@ -4,6 +4,10 @@ Writes every run folder plus `leaderboard.csv` (one row per run) and `leaderboar
 over seeds per method and swept value) into the runs folder. With `tuned` (best.json of `atwu tune`
 studies, docs/TUNING.md) those methods run their tuned config; the `config` column says `default`
 or `tuned` on every row.
+
+Interrupted (Ctrl-C, SIGTERM, a cancel file) it stops as a whole: the leaderboard then holds the
+runs that finished (never the interrupted one) and `board.attrs["interrupted"]` says where it
+stopped.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ REFERENCES = {"full": "full model (before)", "retain": "retain model (target)"}
 def reference_evals(base: UnlearnConfig) -> dict[str, dict[str, Any]]:
     """Cached evaluations of the starting (`full`) and `retain` models, the two ends of the scale
     every method sits between; forget quality of each against the retain model filled in."""
+    from atwu_core import progress
     from atwu_core.experiment import fixed_model_eval, retain_model_for
     from atwu_core.metrics import forget_quality
     from atwu_core.train import load_data
@@ -95,10 +100,10 @@ def reference_evals(base: UnlearnConfig) -> dict[str, dict[str, Any]]:
     if retain_dir is None:
         return {}
     bench = load_data(base.data)
-    evals = {
-        "full": fixed_model_eval(base.model, base.data, bench),
-        "retain": fixed_model_eval(retain_dir, base.data, bench),
-    }
+    evals = {}
+    for name, model in (("full", base.model), ("retain", retain_dir)):
+        progress.phase(f"reference model {name} ({model}): evaluation (cached after the first)")
+        evals[name] = fixed_model_eval(model, base.data, bench)
     ref = evals["retain"]["metrics"]["forget/truth_ratio_raw"]["value_by_index"]
     for ev in evals.values():
         tr = ev["metrics"]["forget/truth_ratio_raw"]["value_by_index"]
@@ -110,6 +115,7 @@ def reference_evals(base: UnlearnConfig) -> dict[str, dict[str, Any]]:
 def write_reference_runs(runs_dir: Path, base: UnlearnConfig, evals: dict[str, Any]) -> None:
     """Eval-only run folders `reference-full` / `reference-retain`, so every view (generations,
     trade-offs) can show the models before unlearning and the target next to the methods."""
+    from atwu_core.cancel import shielded
     from atwu_core.experiment import retain_model_for
     from atwu_core.runs import RunWriter
 
@@ -117,16 +123,17 @@ def write_reference_runs(runs_dir: Path, base: UnlearnConfig, evals: dict[str, A
     for name, ev in evals.items():
         if (runs_dir / f"reference-{name}").exists():
             continue
-        writer = RunWriter.create(
-            runs_dir,
-            method=name,
-            config={"model": models[name], "data": base.data, "seed": None, "reference": True},
-            environment={},
-            total_steps=0,
-            run_id=f"reference-{name}",
-        )
-        writer.write_eval(ev)
-        writer.finish("finished")
+        with shielded():  # a folder is written whole: never left at "running"
+            writer = RunWriter.create(
+                runs_dir,
+                method=name,
+                config={"model": models[name], "data": base.data, "seed": None, "reference": True},
+                environment={},
+                total_steps=0,
+                run_id=f"reference-{name}",
+            )
+            writer.write_eval(ev)
+            writer.finish("finished")
 
 
 def reference_rows(evals: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -176,12 +183,17 @@ def compare(
     progress: Callable[[int, int, str], None] | None = None,
     save_model_for: Sequence[str] = (),
     tuned: Mapping[str, Mapping[str, Any]] | None = None,
+    callback: Callable[[dict[str, Any]], Any] | None = None,
 ) -> pd.DataFrame:
     """Run and evaluate the whole plan; returns the per-run leaderboard (also written to disk).
 
     `tuned` maps a method to its best.json (`atwu_core.tune.load_tuned`): that method runs the
     tuned hparams, lr and alpha (`--set` and `sweep` values still override). Refused (ValueError)
-    when `base.data` has the generator seed the study was tuned on.
+    when `base.data` has the generator seed the study was tuned on. `callback` goes to every
+    run's `unlearn` (step progress).
+
+    `board.attrs`: `runs` (finished method runs), `references` (reference rows) and
+    `interrupted` (None, or what was interrupted: the run, or the reference phase).
     """
     from atwu_core.methods import get_method
     from atwu_core.train import split_hparams, unlearn
@@ -199,8 +211,14 @@ def compare(
         split_hparams(
             get_method(method), {**_tuned_hparams(tuned, method), **base.hparams, **override}
         )
+    from atwu_core.runs import read_info
+
+    for _, _, override in jobs:
+        check_finite(override)
+    check_finite(base.hparams)
     runs_dir = Path(runs_dir)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    interrupted: str | None = None
     for i, (method, seed, override) in enumerate(jobs):
         label = f"{method} seed={seed}" + "".join(f" {k}={v}" for k, v in override.items())
         if progress is not None:
@@ -214,19 +232,62 @@ def compare(
         )
         if method in tuned:
             cfg = dataclasses.replace(cfg, lr=tuned[method]["lr"], alpha=tuned[method]["alpha"])
-        path = unlearn(cfg, runs_dir=runs_dir, evaluate=True)
+        try:
+            path = unlearn(cfg, runs_dir=runs_dir, evaluate=True, callback=callback)
+        except KeyboardInterrupt:  # before its run folder existed (loading)
+            interrupted = f"run {i + 1}/{len(jobs)} ({label}), while starting"
+            break
+        if path is not None and read_info(path).get("status") != "finished":
+            interrupted = f"run {i + 1}/{len(jobs)} ({label}, {path.name}, not counted)"
+            break
         row = leaderboard_row(path)
         row["config"] = "tuned" if method in tuned else "default"
         if sweep is not None:
             row[sweep[0]] = override[sweep[0]]
         rows.append(row)
-    if progress is not None:
-        progress(len(jobs), len(jobs), "done")
     runs_dir.mkdir(parents=True, exist_ok=True)
-    evals = reference_evals(base)
-    write_reference_runs(runs_dir, base, evals)
-    board = pd.DataFrame(reference_rows(evals) + rows)
-    board.to_csv(runs_dir / "leaderboard.csv", index=False)
-    summary = summarise(board, sweep[0] if sweep else None)
-    (runs_dir / "leaderboard.md").write_text(summary.to_markdown(index=False) + "\n")
+    evals: dict[str, dict[str, Any]] = {}
+    if interrupted is None:
+        if progress is not None:
+            progress(len(jobs), len(jobs), "reference models")
+        try:
+            evals = reference_evals(base)
+            write_reference_runs(runs_dir, base, evals)
+        except KeyboardInterrupt:
+            interrupted, evals = "the reference phase (full / retain model evaluations)", {}
+    if progress is not None and interrupted is None:
+        progress(len(jobs), len(jobs), "done")
+    from atwu_core.cancel import shielded
+
+    with shielded():  # the leaderboard of what finished is written whole
+        board = write_leaderboard(runs_dir, reference_rows(evals) + rows, sweep)
+    board.attrs.update(runs=len(rows), references=len(evals), interrupted=interrupted)
     return board
+
+
+def write_leaderboard(
+    runs_dir: Path, rows: list[dict[str, Any]], sweep: tuple[str, list[str]] | None
+) -> pd.DataFrame:
+    """leaderboard.csv (one row per run) and leaderboard.md (mean ± std over seeds)."""
+    columns = ["method", "config", "seed", "run_id", "status", *LEADERBOARD_COLUMNS]
+    board = pd.DataFrame(rows, columns=columns + ([sweep[0]] if sweep else []))
+    board.to_csv(runs_dir / "leaderboard.csv", index=False)
+    if board.empty:
+        text = "No run finished: the leaderboard is empty.\n"
+    else:
+        text = summarise(board, sweep[0] if sweep else None).to_markdown(index=False) + "\n"
+    (runs_dir / "leaderboard.md").write_text(text)
+    return board
+
+
+def check_finite(hparams: Mapping[str, Any]) -> None:
+    """Refuse inf/nan hyperparameters (`--set beta=inf` zeroes every weight: nothing learned)."""
+    import math
+
+    for name, value in hparams.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if not math.isfinite(number):
+            raise ValueError(f"--set {name}={value}: must be a finite number")

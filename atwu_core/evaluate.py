@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from atwu_core import metrics as M
+from atwu_core import progress
 from atwu_core.data.encode import collate, encode_example, prompt_ids
 from atwu_core.losses import token_logp
 
@@ -123,7 +124,10 @@ def _score(model, encoded: list, batch_size: int, pad_id: int, device) -> list[_
     """Teacher-forced log p and argmax hits of every answer token, batched by length."""
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
     results: list[_Scored | None] = [None] * len(encoded)
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in progress.bar(
+        starts, len(starts), f"evaluate: score {len(encoded)} answers", "batch"
+    ):
         chunk = order[start : start + batch_size]
         batch = collate([encoded[i] for i in chunk], pad_id)
         ids = batch["input_ids"].to(device)  # (B, T)
@@ -160,7 +164,9 @@ def generate_from_ids(
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     eos = tokenizer.eos_token_id
     out: list[str] = [""] * len(prompts)
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    desc = f"evaluate: generate {len(prompts)} answers"
+    for start in progress.bar(starts, len(starts), desc, "batch"):
         chunk = order[start : start + batch_size]
         width = max(len(prompts[i]) for i in chunk)
         # Left padding: every prompt ends at the same column, so generated tokens line up.
@@ -225,6 +231,9 @@ def evaluate_model(
     model.eval()
     try:
         rows = {split: eval_rows(bench, split) for split in splits}
+        progress.phase(
+            "evaluate: " + ", ".join(f"{split} {len(rows[split])} questions" for split in splits)
+        )
         # Every answer to score, as (split, row index, role, k) -> position in one flat pool.
         encoded, where = [], {}
 

@@ -82,7 +82,10 @@ def greedy_exact_match(model, tokenizer, items) -> float:
 def _train_worker(name, items, tokenizer, model_cfg, ft_cfg, out_dir, save_dtype, queue) -> None:
     """One model in its own process with one thread: two of them use both cores fully, which
     beats one process with two threads on a model this small (measured in the benchmark script)."""
+    # Same weights on every rebuild on this machine and torch version: one thread (a fixed
+    # reduction order), deterministic kernels, every generator seeded.
     torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
     try:
         seed_everything(ft_cfg.seed)
         model = build_tiny_model(model_cfg, tokenizer)
@@ -282,6 +285,8 @@ def build_models(
         "model": asdict(model_cfg),
         "finetune": asdict(ft_cfg),
         "save_dtype": save_dtype,
+        # The weights are reproducible on one machine and torch version, not across them.
+        "torch": torch.__version__,
         "final_loss": {name: st["final_loss"] for name, st in train_stats.items()},
         "quality": quality,
         "timings": timings,

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import atwu_core
+from atwu_core import cancel, progress
 from atwu_core.config import FinetuneConfig, UnlearnConfig
 from atwu_core.data.encode import Encoded, collate, encode_example
 from atwu_core.data.schema import Benchmark, QAItem
@@ -51,6 +52,9 @@ from atwu_core.snapshots import pooled_alignment, span_metrics, token_rows
 
 Callback = Callable[[dict[str, Any]], Any]
 SNAPSHOT_BATCH = 32  # rows per forward pass when weighing probe or forget rows
+# Forget-answer token accuracy at step 0 below this: the model most likely never saw --data (a
+# model trained on its benchmark starts near 1.0; the built-in model on tofu:forget01 gives 0.03).
+MISMATCH_ACC = 0.5
 T = TypeVar("T")
 
 
@@ -458,13 +462,16 @@ def unlearn(
         _train(s, callback)
         return _finish(s, evaluate)
     except (KeyboardInterrupt, RunCancelled) as err:
-        if s.writer:
+        # Wherever it came from (a step, evaluation, model saving): the run is "interrupted".
+        if s.writer and s.writer.info["status"] == "running":
             reason = str(err) or "interrupted (Ctrl-C)"
-            s.writer.finish("interrupted", reason=reason, failed_step=s.step)
+            with cancel.shielded():  # a second Ctrl-C must not leave run.json at "running"
+                s.writer.finish("interrupted", reason=reason, failed_step=s.step)
         return s.writer.path if s.writer else None
     except Exception as err:
-        if s.writer:
-            s.writer.finish("failed", reason=f"{type(err).__name__}: {err}", failed_step=s.step)
+        if s.writer and s.writer.info["status"] == "running":
+            with cancel.shielded():
+                s.writer.finish("failed", reason=f"{type(err).__name__}: {err}", failed_step=s.step)
         raise
 
 
@@ -483,7 +490,9 @@ def _setup(config: UnlearnConfig, runs_dir: str | Path, run_id: str | None) -> S
             f"{world} x {config.grad_accum}: every process trains on an equal slice of each batch"
         )
     seed_everything(config.seed)
+    progress.phase(f"loading data {config.data}")
     bench = load_data(config.data)  # first: a bad --data fails in a second, not after a 1B load
+    progress.phase(f"loading model {config.model}" + (" (+ reference copy)" if needs_ref else ""))
     model, tokenizer, ref, device = load_for_training(config, needs_ref, parallel)
     max_len = getattr(model.config, "max_position_embeddings", None)
     forget = encode_items(tokenizer, bench.forget, max_len)
@@ -517,8 +526,11 @@ def _setup(config: UnlearnConfig, runs_dir: str | Path, run_id: str | None) -> S
     if rank == 0:
         pad = tokenizer.pad_token_id
         if config.conflict:
+            progress.phase(f"retain conflicts of {len(probe)} probe answers (--no-conflict skips)")
             conflict = probe_conflict(model, probe, retain_watch, pad, config)
+        progress.phase("forget-token NLL under the retain model")
         retain_nll = retain_token_nll(config, tokenizer, forget)
+        progress.phase(f"first snapshot ({len(forget)} forget rows), then {total} steps")
         run_config = config.to_dict() | {"hparams": hparams, "retain_loss": retain_kind}
         if scorer_cfg is not None:
             run_config["scorer"] = vars(scorer_cfg)
@@ -578,7 +590,9 @@ def _train(s: Session, callback: Callback | None) -> None:
     trainable = [p for p in s.model.parameters() if p.requires_grad]
     s.start = time.perf_counter()
     if s.writer:
-        s.writer.log({"step": 0, "time_s": 0.0, **snapshot(s, 0)})
+        first = snapshot(s, 0)
+        s.writer.log({"step": 0, "time_s": 0.0, **first})
+        _warn_on_mismatch(s, first.get("forget/acc"))
     s.model.train()
     for step in range(1, s.total + 1):
         s.step = step
@@ -628,6 +642,23 @@ def _train(s: Session, callback: Callback | None) -> None:
         event = {"step": step, "total_steps": s.total, "metrics": metrics}
         if callback is not None and callback(event) is False:
             raise RunCancelled(f"cancelled by the caller at step {step}")
+        reason = cancel.file_requested()  # the dashboard's Cancel (atwu_core.cancel)
+        if reason is not None:
+            raise RunCancelled(f"{reason} at step {step}")
+
+
+def _warn_on_mismatch(s: Session, forget_acc: float | None) -> None:
+    """One line (and run.json `warning`) when the model barely knows the forget answers at step
+    0: unlearning data a model never learned measures nothing."""
+    if forget_acc is None or not forget_acc < MISMATCH_ACC:
+        return
+    message = (
+        f"warning: the model predicts only {forget_acc:.0%} of the forget answers' tokens at step "
+        f"0 (a model trained on its data: > {MISMATCH_ACC:.0%}); was --model {s.config.model} "
+        f"trained on --data {s.config.data}?"
+    )
+    progress.write(message)
+    s.writer.update(warning=message)
 
 
 def micro_step(
@@ -736,6 +767,7 @@ def _finish(s: Session, evaluate: bool) -> Path | None:
     if evaluate:
         from atwu_core.experiment import evaluate_run
 
+        progress.phase("evaluating the unlearned model (TOFU metrics)")
         result = evaluate_run(s.model, s.tokenizer, s.bench, config)
         result["metrics"] |= span_metrics([r for r in s.forget_rows if r["step"] == s.total])
         result["metrics"] |= trajectory_metrics(s.trajectory)
@@ -749,6 +781,7 @@ def _finish(s: Session, evaluate: bool) -> Path | None:
 
         # A LoRA run saves the merged model too: a standard folder every tool can load.
         final_model = s.model.merge_and_unload() if config.lora_r else s.model
+        progress.phase(f"saving the model to {writer.path_for('model')}")
         save_model(final_model, s.tokenizer, writer.path_for("model"))
     writer.finish("finished")
     return writer.path

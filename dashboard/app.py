@@ -910,7 +910,10 @@ def _job_status(job: jobs.Job) -> None:
         if st.button("Cancel", key="exp_cancel"):
             job.cancel()
         if job.cancelled:
-            st.warning("Cancel requested (SIGINT): the run records status 'interrupted' and stops.")
+            st.warning(
+                "Cancel requested (cancel file + SIGTERM): the run records status "
+                "'interrupted' and stops."
+            )
     elif code == 0:
         st.success(
             f"Run {run_path.name if run_path else ''} finished. It is listed in the sidebar and "
@@ -963,8 +966,58 @@ def data_view() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+ALLOW_REMOTE = "ATWU_ALLOW_REMOTE"
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    host = host.strip().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1, as a dual-stack server sees it
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def remote_problem() -> str | None:
+    """Why this page must not be served, or None. The app launches training runs with paths typed
+    in the page, so it serves only this machine unless `ATWU_ALLOW_REMOTE=1`: the server must be
+    bound to a loopback address (dashboard/.streamlit/config.toml does that from any folder; an
+    unset address means every interface) and the browser must connect from this machine."""
+    if os.environ.get(ALLOW_REMOTE) == "1":
+        return None
+    address = st.get_option("server.address") or ""
+    if not _is_loopback(address):
+        where = f"address {address}" if address else "every network interface"
+        return (
+            f"This dashboard is listening on {where}, so other machines could start runs "
+            "from it. Restart it bound to this machine: `streamlit run dashboard/app.py "
+            "--server.address localhost` (dashboard/.streamlit/config.toml sets this unless a "
+            "flag or STREAMLIT_SERVER_ADDRESS overrides it), or set "
+            f"{ALLOW_REMOTE}=1 to serve other machines on purpose."
+        )
+    try:
+        client = st.context.ip_address
+    except Exception:  # no client context (bare run): nothing to check
+        client = None
+    if isinstance(client, str) and client and not _is_loopback(client):
+        return (
+            f"This dashboard serves this machine only; your address {client} is not local. "
+            f"Set {ALLOW_REMOTE}=1 where it runs to serve other machines on purpose."
+        )
+    return None
+
+
 def main() -> None:
     st.set_page_config(page_title="ATWU Lab", layout="wide")
+    problem = remote_problem()
+    if problem is not None:
+        st.error(problem)
+        st.stop()
     table, selected = sidebar()
     st.header("Which tokens does unlearning push on?")
     for bad in table[table["error"].notna()].itertuples():

@@ -11,6 +11,7 @@ fast stand-ins).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -22,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from atwu_core.cancel import CANCEL_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS_CACHE = ".atwu_methods.json"
@@ -184,6 +187,7 @@ class Job:
     started: float = field(default_factory=time.time)
     run_path: Path | None = None
     cancelled: bool = False
+    cancel_path: Path | None = None  # the cancel file the run polls ($ATWU_CANCEL_FILE)
 
     def returncode(self) -> int | None:
         return self.proc.poll()
@@ -204,9 +208,15 @@ class Job:
         return self.run_path
 
     def cancel(self) -> None:
-        """SIGINT, as Ctrl-C would: the CLI records status "interrupted" and exits."""
+        """Write the cancel file (the training loop polls it every step) and send SIGTERM (which
+        the CLI handles explicitly, so it also stops evaluation or loading): the run records
+        status "interrupted" and exits. Neither depends on SIGINT, which a dashboard started from
+        a background job passes on as ignored."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            if self.cancel_path is not None:
+                with contextlib.suppress(OSError):  # SIGTERM still stops it
+                    self.cancel_path.write_text("cancelled from the dashboard\n")
+            self.proc.send_signal(signal.SIGTERM)
             self.cancelled = True
 
     def log_tail(self, lines: int = 30) -> str:
@@ -223,10 +233,25 @@ def start_job(launch: Launch, runs_dir: Path) -> Job:
     existing = frozenset(p.name for p in runs_dir.iterdir() if p.is_dir())
     cmd = build_command(launch, runs_dir)
     log_path = runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{launch.method}.log"
+    cancel_path = log_path.with_suffix(".cancel")
+    cancel_path.unlink(missing_ok=True)
+    env = {**os.environ, CANCEL_ENV: str(cancel_path)}
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
         )
-    return Job(proc=proc, cmd=cmd, log_path=log_path, runs_dir=runs_dir, existing=existing)
+    return Job(
+        proc=proc,
+        cmd=cmd,
+        log_path=log_path,
+        runs_dir=runs_dir,
+        existing=existing,
+        cancel_path=cancel_path,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
@@ -11,6 +12,9 @@ APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
 def open_app(view: str | None = None) -> AppTest:
     """Run the app once (on `view` if given) and fail on any exception it raised."""
+    # A real server reads dashboard/.streamlit/config.toml (localhost); AppTest reads no config,
+    # and the app refuses to serve on an unset (every-interface) address.
+    st_config.set_option("server.address", "localhost")
     at = AppTest.from_file(APP, default_timeout=30)
     if view:
         at.session_state["view"] = view

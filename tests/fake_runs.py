@@ -131,8 +131,8 @@ def write_fake_run(
     snapshots = list(range(0, total_steps + 1, snapshot_every))
     try:
         _train(writer, total_steps, rng, step_seconds)
-    except KeyboardInterrupt:
-        writer.finish("interrupted", reason="interrupted (Ctrl-C)", failed_step=None)
+    except KeyboardInterrupt as err:
+        writer.finish("interrupted", reason=str(err) or "interrupted (Ctrl-C)", failed_step=None)
         raise
     writer.write_token_weights(token_frame(method, snapshots, rng))
     if evaluate:
@@ -176,8 +176,13 @@ def write_fake_run(
 
 
 def _train(writer: RunWriter, total_steps: int, rng: np.random.Generator, step_seconds: float):
+    from atwu_core import cancel
+
     for step in range(1, total_steps + 1):
         time.sleep(step_seconds)
+        reason = cancel.file_requested()  # the dashboard's Cancel, polled like the real loop
+        if reason is not None:
+            raise KeyboardInterrupt(reason)
         writer.log(
             {
                 "step": step,
@@ -247,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-conflict", action="store_true")
     args = parser.parse_args(argv)
+    from atwu_core import cancel
+
+    cancel.install()  # like the real CLI: SIGINT/SIGTERM handled even when inherited as ignored
     if args.command == "methods":
         print(json.dumps(METHODS_TABLE))
         return 0

@@ -485,8 +485,27 @@ def test_cancel_interrupts_the_run(experiment, monkeypatch):
     at.button(key="exp_cancel").click().run()
     at = wait_for(at, lambda a: bool(a.error))
     assert "The run was cancelled" in at.error[0].value
-    run = runs.load_run(at.session_state["job"].find_run())
+    job = at.session_state["job"]
+    run = runs.load_run(job.find_run())
     assert run.status == "interrupted"
+    assert job.returncode() == 130
+    assert job.cancel_path.exists()  # the cancel file the run polls
+
+
+def test_cancel_file_alone_stops_the_run(experiment, monkeypatch):
+    """Signals lost (say, a wrapper that swallows them): the polled cancel file still stops it."""
+    monkeypatch.setenv("FAKE_STEP_SECONDS", "0.3")
+    at = experiment
+    at.number_input(key="exp_max_steps").set_value(200)
+    at.button(key="exp_start").click().run()
+    at = wait_for(at, lambda a: any(p.proto.value > 0 for p in a.get("progress")))
+    job = at.session_state["job"]
+    monkeypatch.setattr(job.proc, "send_signal", lambda sig: None)
+    at.button(key="exp_cancel").click().run()
+    at = wait_for(at, lambda a: bool(a.error))
+    run = runs.load_run(job.find_run())
+    assert run.status == "interrupted"
+    assert "cancel file" in run.info["reason"]
 
 
 @pytest.fixture

@@ -46,8 +46,10 @@ def _unlearn_error(argv: list[str], tmp_path: Path, capsys) -> str:
     code = main(["unlearn", "--max-steps", "1", "--runs-dir", str(tmp_path / "runs"), *data, *argv])
     captured = capsys.readouterr()
     assert code == 2, captured.err
-    lines = captured.err.strip().splitlines()
+    # Progress lines ("[  0.4s] loading model ...") come before; the error is one line.
+    lines = [line for line in captured.err.strip().splitlines() if not line.startswith("[")]
     assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
     assert lines[0].startswith("atwu unlearn: error: ")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     return lines[0]
