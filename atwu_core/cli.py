@@ -368,7 +368,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from atwu_core.methods import REGISTRY
 
     if args.methods == "all":
-        methods = [*sorted(REGISTRY), study.ATWU_PREV]
+        methods = [*sorted(REGISTRY), study.ATWU_PREV, study.ATWU_PREV_L2]
     elif args.methods:
         methods = _split_labels(args.methods)
     else:
