@@ -236,7 +236,8 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     # Validate method + hyperparameters before the slow imports.
     progress.phase("importing torch and transformers")
     from atwu_core.methods import get_method
-    from atwu_core.train import split_hparams, unlearn
+    from atwu_core.run_setup import split_hparams
+    from atwu_core.train import unlearn
 
     split_hparams(get_method(config.method), config.hparams)
     _quiet_transformers()
@@ -516,7 +517,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from atwu_core.config import UnlearnConfig
     from atwu_core.experiment import evaluate_run
     from atwu_core.model import load_model
-    from atwu_core.train import load_data
+    from atwu_core.run_setup import load_data
 
     _quiet_transformers()
     progress.phase(f"loading data {data}")

@@ -94,7 +94,7 @@ def reference_evals(base: UnlearnConfig) -> dict[str, dict[str, Any]]:
     from atwu_core import progress
     from atwu_core.experiment import fixed_model_eval, retain_model_for
     from atwu_core.metrics import forget_quality
-    from atwu_core.train import load_data
+    from atwu_core.run_setup import load_data
 
     retain_dir = retain_model_for(base)
     if retain_dir is None:
@@ -196,7 +196,8 @@ def compare(
     `interrupted` (None, or what was interrupted: the run, or the reference phase).
     """
     from atwu_core.methods import get_method
-    from atwu_core.train import split_hparams, unlearn
+    from atwu_core.run_setup import split_hparams
+    from atwu_core.train import unlearn
 
     tuned = dict(tuned or {})
     extra = sorted(set(tuned) - set(methods))

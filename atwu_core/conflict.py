@@ -12,9 +12,12 @@ compared against (the `conflict` column of `token_weights.parquet`, docs/FORMATS
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
+from atwu_core.batches import collate, to_device
+from atwu_core.cache import cached_value
 from atwu_core.losses import token_logp
 
 _KEYS = ("input_ids", "attention_mask", "labels")
@@ -120,3 +123,26 @@ def retain_conflict(
     finally:
         model.train(was_training)
     return out.clamp(-1.0, 1.0)
+
+
+def probe_conflict(model, probe, retain_watch, pad, config) -> dict[tuple[str, int], float]:
+    """Retain conflict cos(∇θ ℓ_t, ∇θ L_r) of each probe answer token on the starting model.
+
+    It depends only on the starting model and the probe/retain rows, not on the method, so it is
+    cached by content hash next to the reference evaluations (a few seconds saved per run).
+    """
+
+    def compute() -> dict[str, Any]:
+        device = next(model.parameters()).device
+        fbatch = to_device(collate(probe, pad), device)
+        rbatch = to_device(collate(list(retain_watch), pad), device)
+        cos = retain_conflict(model, fbatch, rbatch).cpu()  # (B, L) aligned with labels
+        return {
+            f"{enc.id}\t{pos}": cos[b, enc.answer_start + pos].item()
+            for b, enc in enumerate(probe)
+            for pos in range(len(enc.input_ids) - enc.answer_start)
+        }
+
+    settings = {"conflict": [e.id for e in probe], "retain": [e.id for e in retain_watch]}
+    values = cached_value(config.model, config.data, settings, compute)
+    return {(k.split("\t")[0], int(k.split("\t")[1])): v for k, v in values.items()}

@@ -88,3 +88,44 @@ def evaluate_run(model, tokenizer, bench: Benchmark, config: UnlearnConfig) -> d
     )
     result["reference_model"] = retain_dir
     return result
+
+
+ROW_BATCH = 32  # forget rows per forward pass
+
+
+def retain_token_nll(config: UnlearnConfig, tokenizer, forget: list) -> dict:
+    """ℓ_t of every forget answer token under the retain model (the paper's label: what a model
+    that never saw the forget set cannot predict); {} without a retain model or when its
+    tokenizer splits the answers differently. Cached by content hash like the evaluations."""
+    import torch
+
+    from atwu_core.batches import collate, gather_logp, shift, to_device
+    from atwu_core.model import load_model
+
+    retain_dir = retain_model_for(config)
+    if retain_dir is None or not Path(retain_dir).is_dir():
+        return {}
+
+    def compute() -> dict[str, Any]:
+        model, retain_tok = load_model(retain_dir, device=config.device, dtype=config.dtype)
+        if retain_tok.get_vocab() != tokenizer.get_vocab():
+            return {}
+        device, pad = next(model.parameters()).device, tokenizer.pad_token_id
+        out = {}
+        with torch.no_grad():
+            for i in range(0, len(forget), ROW_BATCH):
+                chunk = forget[i : i + ROW_BATCH]
+                batch = to_device(collate(chunk, pad), device)
+                logits = model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits
+                labels, _, _ = shift(batch)
+                nll = -gather_logp(logits[:, :-1], labels).cpu()  # (B, T)
+                for b, enc in enumerate(chunk):
+                    for pos in range(len(enc.input_ids) - enc.answer_start):
+                        out[f"{enc.id}\t{pos}"] = nll[b, enc.answer_start - 1 + pos].item()
+        return out
+
+    settings = {"retain_token_nll": [e.id for e in forget], "version": 1}
+    values = cached_value(retain_dir, config.data, settings, compute)
+    return {(k.split("\t")[0], int(k.split("\t")[1])): v for k, v in values.items()}

@@ -24,10 +24,12 @@ from pathlib import Path
 
 import torch
 
+from atwu_core.batches import answer_stats, encode_items, seed_everything
 from atwu_core.config import FinetuneConfig, TinyModelConfig
 from atwu_core.data.benchmark import generate_benchmark
 from atwu_core.data.schema import Benchmark, save_benchmark
 from atwu_core.data.tofu_mini import tofu_mini
+from atwu_core.finetune import finetune
 from atwu_core.model import (
     build_tiny_model,
     count_parameters,
@@ -35,7 +37,6 @@ from atwu_core.model import (
     save_model,
     train_tokenizer,
 )
-from atwu_core.train import answer_stats, encode_items, finetune, seed_everything
 
 Progress = Callable[[str, int, int, float], None]  # (stage, done, total, loss)
 

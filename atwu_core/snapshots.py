@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from atwu_core.metrics import span_alignment
+from atwu_core.metrics import selectivity, span_alignment
 
 # A token the retain model gives probability < 0.5 is "unpredictable without the forget set".
 RETAIN_LABEL_NLL = math.log(2.0)
@@ -170,3 +170,20 @@ def pooled_alignment(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         "align",
     )
     return {k: v["agg_value"] for k, v in entries.items()}
+
+
+def trajectory_metrics(trajectory: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """eval.json entries of the forget answers' token accuracy over the run: the last snapshot's
+    span-token and other-token accuracy, and `selectivity` (other-token accuracy where span
+    accuracy first reaches metrics.SELECTIVITY_AT; absent when it never does)."""
+    if not trajectory:
+        return {}
+    span_acc, other_acc = zip(*trajectory, strict=True)
+    out = {
+        "forget/span_token_acc": {"agg_value": span_acc[-1], "value_by_index": {}},
+        "forget/other_token_acc": {"agg_value": other_acc[-1], "value_by_index": {}},
+    }
+    value = selectivity(span_acc, other_acc)
+    if value is not None:
+        out["selectivity"] = {"agg_value": value, "value_by_index": {}}
+    return out

@@ -316,7 +316,7 @@ def run_study(
     """
     from atwu_core.compare import reference_evals
     from atwu_core.methods import get_method
-    from atwu_core.train import split_hparams
+    from atwu_core.run_setup import split_hparams
 
     unknown = [r for r in regimes if r not in REGIMES]
     if unknown:

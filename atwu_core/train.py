@@ -1,4 +1,4 @@
-"""Training loops, top to bottom: `finetune` (memorise a benchmark), `unlearn` (forget part of it).
+"""The unlearning loop, top to bottom: set up, train, finish.
 
 `unlearn` does every forward pass once per step (model, reference model if the method needs one,
 the ATWU scorer if it has one), hands the method the per-token tensors it declared, adds the retain
@@ -7,393 +7,57 @@ term, and records everything a user wants to inspect into a run folder through `
 
 from __future__ import annotations
 
-import copy
 import math
-import platform
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-import atwu_core
 from atwu_core import cancel, progress
-from atwu_core.config import FinetuneConfig, UnlearnConfig
-from atwu_core.data.encode import Encoded, collate, encode_example
-from atwu_core.data.schema import Benchmark, QAItem
-from atwu_core.losses import masked_mean, token_logp
-from atwu_core.methods import ForgetBatch, MethodSpec, get_method, resolve_hparams
+from atwu_core.batches import (
+    answer_stats,
+    collate,
+    encode_example,
+    encode_items,
+    rows_stream,
+    seed_everything,
+    to_device,
+    warmup_decay,
+)
+from atwu_core.config import UnlearnConfig
+from atwu_core.conflict import probe_conflict
+from atwu_core.data.encode import Encoded
+from atwu_core.data.schema import Benchmark
+from atwu_core.experiment import retain_token_nll
+from atwu_core.forward import Forward, retain_loss
+from atwu_core.losses import masked_mean
+from atwu_core.methods import MethodSpec, get_method
 from atwu_core.methods.idk_dpo import IDK_ANSWERS
-from atwu_core.methods.rmu import rmu_retain_loss
-from atwu_core.metrics import selectivity
-from atwu_core.model import load_model
+from atwu_core.run_setup import (
+    environment,
+    load_data,
+    load_for_training,
+    pick_probe,
+    split_hparams,
+)
 from atwu_core.runs import FORGET_WEIGHTS, RunWriter
-from atwu_core.scale import (
-    AdaptersOff,
-    DataParallel,
-    apply_lora,
-    enable_checkpointing,
-    no_sync_unless,
-    split_batch,
-)
-from atwu_core.scorer import (
-    ScorerConfig,
-    ScorerTrainer,
-    TokenScorer,
-    save_scorer,
-    scorer_hidden,
-)
-from atwu_core.snapshots import pooled_alignment, span_metrics, token_rows
+from atwu_core.scale import DataParallel, no_sync_unless, split_batch
+from atwu_core.scorer import ScorerTrainer, TokenScorer, save_scorer
+from atwu_core.snapshots import pooled_alignment, span_metrics, token_rows, trajectory_metrics
 
 Callback = Callable[[dict[str, Any]], Any]
 SNAPSHOT_BATCH = 32  # rows per forward pass when weighing probe or forget rows
 # Forget-answer token accuracy at step 0 below this: the model most likely never saw --data (a
 # model trained on its benchmark starts near 1.0; the built-in model on tofu:forget01 gives 0.03).
 MISMATCH_ACC = 0.5
-T = TypeVar("T")
 
 
 class RunCancelled(Exception):
     """Raised inside the loop when the callback asks to stop."""
-
-
-# --------------------------------------------------------------------------------------------
-# Shared pieces
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def encode_items(
-    tokenizer, items: Sequence[QAItem], max_length: int | None = None, answer: str = "answer"
-) -> list[Encoded]:
-    """Encode QA rows; `answer="paraphrased_answer"` encodes the paraphrase with its spans.
-
-    Shared values (the benchmark's `shared_spans`: a gender, a year other authors have too) are
-    named per token (`Encoded.span_field`) but are not forget spans."""
-    prefix = "" if answer == "answer" else "paraphrased_"
-    return [
-        encode_example(
-            tokenizer,
-            item.question,
-            getattr(item, answer),
-            spans=getattr(item, f"{prefix}spans"),
-            shared_spans=getattr(item, f"{prefix}shared_spans"),
-            id=item.id,
-            max_length=max_length,
-        )
-        for item in items
-    ]
-
-
-def rows_stream(
-    rows: Sequence[T], batch_size: int, generator: torch.Generator
-) -> Iterator[list[T]]:
-    """Endless batches of exactly `batch_size` rows: shuffled epochs, each row once per epoch.
-
-    A batch never comes up short at an epoch's end (it continues into the next permutation), so
-    every batch splits evenly over data-parallel processes and accumulation micro-batches.
-    """
-    buffer: list[T] = []
-    while True:
-        order = torch.randperm(len(rows), generator=generator).tolist()
-        buffer.extend(rows[j] for j in order)
-        while len(buffer) >= batch_size:
-            yield buffer[:batch_size]
-            del buffer[:batch_size]
-
-
-def shift(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Targets aligned with predictions: position t of the result is token t+1 of the input."""
-    labels = batch["labels"][:, 1:]  # (B, T)
-    mask = (labels != -100).float()  # (B, T)
-    spans = batch["span_labels"][:, 1:].float() * mask  # (B, T)
-    return labels, mask, spans
-
-
-def gather_logp(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log p(label) (B, T) in fp32 (bf16 log-probs are too coarse for saturation factors)."""
-    return token_logp(logits.float(), labels)[0]
-
-
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-def warmup_decay(step: int, warmup: int, total: int, floor: float) -> float:
-    """Linear warm-up, then cosine decay to `floor` x the peak learning rate."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-# --------------------------------------------------------------------------------------------
-# Fine-tuning: the full and retain models memorise the benchmark
-
-
-def finetune(
-    model: torch.nn.Module,
-    tokenizer,
-    items: Sequence[QAItem],
-    cfg: FinetuneConfig,
-    *,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> dict[str, float]:
-    """Answer-only NLL, AdamW, warm-up + cosine, clipping, dynamic padding (ENVIRONMENT.md)."""
-    seed_everything(cfg.seed)
-    device = next(model.parameters()).device
-    encoded = encode_items(tokenizer, items)
-    steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_decay(s, cfg.warmup_steps, total, cfg.min_lr_ratio)
-    )
-    gen = torch.Generator().manual_seed(cfg.seed)
-    stream = rows_stream(encoded, cfg.batch_size, gen)
-    model.train()
-    start, loss_value = time.perf_counter(), float("nan")
-    for step in range(total):
-        batch = to_device(collate(next(stream), tokenizer.pad_token_id), device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels, mask, _ = shift(batch)
-        loss = -masked_mean(gather_logp(logits[:, :-1], labels), mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        sched.step()
-        loss_value = loss.item()
-        if progress is not None:
-            progress(step + 1, total, loss_value)
-    model.eval()
-    return {"final_loss": loss_value, "steps": total, "seconds": time.perf_counter() - start}
-
-
-@torch.no_grad()
-def answer_stats(
-    model: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int = 64
-) -> dict[str, float]:
-    """Teacher-forced answer NLL, probability exp(-NLL) and token accuracy, pooled over tokens.
-
-    `span_acc` / `other_acc` split the accuracy into ground-truth forget-span tokens and the rest
-    (template words): a token-level method should drive the first down and leave the second.
-    """
-    device = next(model.parameters()).device
-    sums = dict.fromkeys(("nll", "correct", "count", "prob", "span_ok", "span_n", "other_ok"), 0.0)
-    for i in range(0, len(encoded), batch_size):
-        batch = to_device(collate(list(encoded[i : i + batch_size]), pad_id), device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels, mask, spans = shift(batch)
-        logp = gather_logp(logits[:, :-1], labels)  # (B, T)
-        correct = (logits[:, :-1].argmax(-1) == labels).float() * mask  # (B, T)
-        seq_nll = -(logp * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B,)
-        sums["nll"] += -(logp * mask).sum().item()
-        sums["correct"] += correct.sum().item()
-        sums["count"] += mask.sum().item()
-        sums["prob"] += torch.exp(-seq_nll).sum().item()
-        sums["span_ok"] += (correct * spans).sum().item()
-        sums["span_n"] += spans.sum().item()
-        sums["other_ok"] += (correct * (1 - spans)).sum().item()
-    n, n_span = sums["count"], sums["span_n"]
-    stats = {
-        "nll": sums["nll"] / n,
-        "acc": sums["correct"] / n,
-        "prob": sums["prob"] / len(encoded),
-    }
-    if n_span > 0:
-        stats["span_acc"] = sums["span_ok"] / n_span
-    if n - n_span > 0:
-        stats["other_acc"] = sums["other_ok"] / (n - n_span)
-    return stats
-
-
-# --------------------------------------------------------------------------------------------
-# Unlearning
-
-
-def split_hparams(spec: MethodSpec, overrides: dict[str, Any]) -> tuple[dict, ScorerConfig | None]:
-    """Method hyperparameters and, for scorer methods, the scorer's (one `--set` namespace)."""
-    if "scorer" not in spec.needs:
-        return resolve_hparams(spec.name, overrides), None
-    scorer_fields = ScorerConfig.__dataclass_fields__
-    scorer_over = {k: v for k, v in overrides.items() if k in scorer_fields}
-    method_over = {k: v for k, v in overrides.items() if k not in scorer_fields}
-    try:
-        hparams = resolve_hparams(spec.name, method_over)
-    except ValueError as err:
-        raise ValueError(f"{err}; scorer settings: {', '.join(scorer_fields)}") from None
-    return hparams, ScorerConfig.from_overrides(scorer_over)
-
-
-class Forward:
-    """Runs the forward passes a method needs and packs them into a `ForgetBatch`.
-
-    The scorer's weights are not filled here: on a step where the scorer updates, the loop trains
-    it on this forward's cached states first, then calls `weigh` (METHOD.md §1, the authors'
-    order).
-    """
-
-    def __init__(self, spec, hparams, model, ref_model, scorer, position: str = "own"):
-        self.spec, self.hparams = spec, hparams
-        self.model, self.ref, self.scorer = model, ref_model, scorer
-        self.needs = spec.needs
-        self.position = position  # which last-layer state scores y_t (ScorerConfig)
-        # RMU reads one intermediate layer; ATWU reads the last (METHOD.md §1, "Scorer").
-        self.layer = hparams.get("layer", -1)
-        self.want_hidden = bool(self.needs & {"hidden", "scorer"})
-
-    def __call__(
-        self, batch: dict[str, torch.Tensor], idk: dict[str, torch.Tensor] | None = None
-    ) -> tuple[ForgetBatch, torch.Tensor | None]:
-        """The ForgetBatch and the detached scorer input states (B, T, D) (None without scorer)."""
-        out = self.model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            output_hidden_states=self.want_hidden,
-        )
-        labels, mask, spans = shift(batch)
-        fb = ForgetBatch(logp=gather_logp(out.logits[:, :-1], labels), mask=mask, labels=labels)
-        scorer_states = None
-        if "scorer" in self.needs:
-            last = out.hidden_states[-1].detach().float()  # (B, T+1, D)
-            scorer_states = scorer_hidden(last, self.position)  # (B, T, D)
-        if "hidden" in self.needs:
-            fb.hidden = out.hidden_states[self.layer][:, 1:]
-        if "logits" in self.needs:
-            fb.logits = out.logits[:, :-1]
-        if "span_mask" in self.needs:
-            fb.span_mask = spans
-        if self.ref is not None and self.needs & {"ref_logp", "ref_logits", "ref_hidden"}:
-            with torch.no_grad():
-                ref_out = self.ref(
-                    input_ids=batch["input_ids"],
-                    attention_mask=batch["attention_mask"],
-                    output_hidden_states="ref_hidden" in self.needs,
-                )
-            fb.ref_logp = gather_logp(ref_out.logits[:, :-1], labels)
-            if "ref_logits" in self.needs:
-                fb.ref_logits = ref_out.logits[:, :-1].float()
-            if "ref_hidden" in self.needs:
-                fb.ref_hidden = ref_out.hidden_states[self.layer][:, 1:]
-        if "alt" in self.needs and idk is not None:
-            alt_labels, alt_mask, _ = shift(idk)
-            alt_logits = self.model(
-                input_ids=idk["input_ids"], attention_mask=idk["attention_mask"]
-            ).logits
-            fb.alt_logp = gather_logp(alt_logits[:, :-1], alt_labels)
-            fb.alt_mask = alt_mask
-            with torch.no_grad():
-                ref_alt = self.ref(input_ids=idk["input_ids"], attention_mask=idk["attention_mask"])
-            fb.alt_ref_logp = gather_logp(ref_alt.logits[:, :-1], alt_labels)
-        return fb, scorer_states
-
-    def weigh(self, fb: ForgetBatch, scorer_states: torch.Tensor | None) -> ForgetBatch:
-        """Fill the scorer's weights g (B, T) from the cached states, with the current scorer."""
-        if scorer_states is not None:
-            with torch.no_grad():
-                fb.scorer_weights = self.scorer(scorer_states)
-        return fb
-
-
-def retain_loss(
-    kind: str,
-    model: torch.nn.Module,
-    ref: torch.nn.Module | None,
-    batch: dict[str, torch.Tensor],
-    layer: int,
-) -> torch.Tensor:
-    """L_r on a retain batch: answer NLL, KL(ref || θ) per token, or RMU's hidden-state match."""
-    labels, mask, _ = shift(batch)
-    out = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        output_hidden_states=kind == "rmu",
-    )
-    if kind == "nll":
-        return -masked_mean(gather_logp(out.logits[:, :-1], labels), mask)
-    with torch.no_grad():
-        ref_out = ref(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            output_hidden_states=kind == "rmu",
-        )
-    if kind == "rmu":
-        return rmu_retain_loss(
-            out.hidden_states[layer][:, 1:], ref_out.hidden_states[layer][:, 1:], mask
-        )
-    logq = torch.log_softmax(out.logits[:, :-1].float(), -1)  # (B, T, V)
-    logp_ref = torch.log_softmax(ref_out.logits[:, :-1].float(), -1)
-    kl = F.kl_div(logq, logp_ref, log_target=True, reduction="none").sum(-1)  # (B, T)
-    return masked_mean(kl, mask)
-
-
-def load_data(data: str) -> Benchmark:
-    """`path/to/benchmark` (our format), `tofu:<forget split>[@<folder or hf:id>]` or
-    `rwku:<subjects>@<folder or hf:jinzhuoran/RWKU>` (atwu_core.data.rwku)."""
-    if data.startswith("rwku:"):
-        from atwu_core.data.rwku import load_rwku_selection
-
-        return load_rwku_selection(data[len("rwku:") :])
-    if data.startswith("tofu:"):
-        from atwu_core.data.tofu import load_tofu
-
-        split, _, source = data[len("tofu:") :].partition("@")
-        return load_tofu(source or "hf:locuslab/TOFU", forget=split)
-    from atwu_core.data.schema import load_benchmark
-
-    return load_benchmark(data)
-
-
-def pick_probe(items: Sequence[QAItem], n: int) -> list[QAItem]:
-    """Evenly spaced forget rows, so every forget author and question type shows up."""
-    n = min(n, len(items))
-    return [items[round(i * (len(items) - 1) / max(1, n - 1))] for i in range(n)]
-
-
-def environment(device: torch.device, processes: int = 1) -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": str(device),
-        "processes": str(processes),
-        "atwu_core": atwu_core.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def load_for_training(
-    config: UnlearnConfig, needs_ref: bool, parallel: DataParallel | None
-) -> tuple[torch.nn.Module, Any, torch.nn.Module | None, torch.device]:
-    """The model to train (LoRA-wrapped if asked), its tokenizer, the frozen reference model (only
-    for methods that read one) and the device."""
-    model, tokenizer = load_model(
-        config.model,
-        device=str(parallel.device) if parallel else config.device,
-        dtype=config.dtype,
-        trust_remote_code=config.trust_remote_code,
-    )
-    device = next(model.parameters()).device
-    ref = None
-    if needs_ref and not config.lora_r:
-        # A full copy doubles memory; a LoRA run gets its reference for free below.
-        ref = copy.deepcopy(model).eval().requires_grad_(False)
-    if config.grad_checkpointing:
-        enable_checkpointing(model)
-    if config.lora_r:
-        model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_targets)
-        ref = AdaptersOff(model) if needs_ref else None
-    return model, tokenizer, ref, device
 
 
 @dataclass
@@ -787,87 +451,8 @@ def _finish(s: Session, evaluate: bool) -> Path | None:
     return writer.path
 
 
-def trajectory_metrics(trajectory: Sequence[tuple[float, float]]) -> dict[str, Any]:
-    """eval.json entries of the forget answers' token accuracy over the run: the last snapshot's
-    span-token and other-token accuracy, and `selectivity` (other-token accuracy where span
-    accuracy first reaches metrics.SELECTIVITY_AT; absent when it never does)."""
-    if not trajectory:
-        return {}
-    span_acc, other_acc = zip(*trajectory, strict=True)
-    out = {
-        "forget/span_token_acc": {"agg_value": span_acc[-1], "value_by_index": {}},
-        "forget/other_token_acc": {"agg_value": other_acc[-1], "value_by_index": {}},
-    }
-    value = selectivity(span_acc, other_acc)
-    if value is not None:
-        out["selectivity"] = {"agg_value": value, "value_by_index": {}}
-    return out
-
-
 def _idk_batch(idk_items, ids, pad, device):
     """The "I don't know" answers paired with these forget rows (IdkDPO's preferred answers)."""
     if idk_items is None:
         return None
     return to_device(collate([idk_items[k] for k in ids], pad), device)
-
-
-def probe_conflict(model, probe, retain_watch, pad, config) -> dict[tuple[str, int], float]:
-    """Retain conflict cos(∇θ ℓ_t, ∇θ L_r) of each probe answer token on the starting model.
-
-    It depends only on the starting model and the probe/retain rows, not on the method, so it is
-    cached by content hash next to the reference evaluations (a few seconds saved per run).
-    """
-    from atwu_core.cache import cached_value
-    from atwu_core.conflict import retain_conflict
-
-    def compute() -> dict[str, Any]:
-        device = next(model.parameters()).device
-        fbatch = to_device(collate(probe, pad), device)
-        rbatch = to_device(collate(list(retain_watch), pad), device)
-        cos = retain_conflict(model, fbatch, rbatch).cpu()  # (B, L) aligned with labels
-        return {
-            f"{enc.id}\t{pos}": cos[b, enc.answer_start + pos].item()
-            for b, enc in enumerate(probe)
-            for pos in range(len(enc.input_ids) - enc.answer_start)
-        }
-
-    settings = {"conflict": [e.id for e in probe], "retain": [e.id for e in retain_watch]}
-    values = cached_value(config.model, config.data, settings, compute)
-    return {(k.split("\t")[0], int(k.split("\t")[1])): v for k, v in values.items()}
-
-
-def retain_token_nll(config: UnlearnConfig, tokenizer, forget: list[Encoded]) -> dict:
-    """ℓ_t of every forget answer token under the retain model (the paper's label: what a model
-    that never saw the forget set cannot predict); {} without a retain model or when its
-    tokenizer splits the answers differently. Cached by content hash like the evaluations."""
-    from atwu_core.cache import cached_value
-    from atwu_core.experiment import retain_model_for
-    from atwu_core.model import load_model
-
-    retain_dir = retain_model_for(config)
-    if retain_dir is None or not Path(retain_dir).is_dir():
-        return {}
-
-    def compute() -> dict[str, Any]:
-        model, retain_tok = load_model(retain_dir, device=config.device, dtype=config.dtype)
-        if retain_tok.get_vocab() != tokenizer.get_vocab():
-            return {}
-        device, pad = next(model.parameters()).device, tokenizer.pad_token_id
-        out = {}
-        with torch.no_grad():
-            for i in range(0, len(forget), SNAPSHOT_BATCH):
-                chunk = forget[i : i + SNAPSHOT_BATCH]
-                batch = to_device(collate(chunk, pad), device)
-                logits = model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                ).logits
-                labels, _, _ = shift(batch)
-                nll = -gather_logp(logits[:, :-1], labels).cpu()  # (B, T)
-                for b, enc in enumerate(chunk):
-                    for pos in range(len(enc.input_ids) - enc.answer_start):
-                        out[f"{enc.id}\t{pos}"] = nll[b, enc.answer_start - 1 + pos].item()
-        return out
-
-    settings = {"retain_token_nll": [e.id for e in forget], "version": 1}
-    values = cached_value(retain_dir, config.data, settings, compute)
-    return {(k.split("\t")[0], int(k.split("\t")[1])): v for k, v in values.items()}

@@ -100,7 +100,7 @@ def check_scorer_search() -> None:
 
 def data_seed(data: str) -> int | None:
     """The benchmark's generator seed (meta.json `seed`), None for data without one (TOFU)."""
-    from atwu_core.train import load_data
+    from atwu_core.run_setup import load_data
 
     seed = load_data(data).meta.get("seed")
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
@@ -215,7 +215,7 @@ def best_trial(trials: Sequence) -> tuple[Any, bool] | tuple[None, bool]:
 def _split(method: str, params: Mapping[str, Any], base: UnlearnConfig) -> dict[str, Any]:
     """Trial params -> {"hparams": method + scorer (resolved), "lr", "alpha"}."""
     from atwu_core.methods import get_method
-    from atwu_core.train import split_hparams
+    from atwu_core.run_setup import split_hparams
 
     knobs = {k: params[k] for k in RUN_SEARCH if k in params}
     overrides = {**base.hparams, **{k: v for k, v in params.items() if k not in RUN_SEARCH}}

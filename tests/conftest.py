@@ -82,9 +82,9 @@ def tiny_lab(tmp_path_factory: pytest.TempPathFactory) -> TinyLab:
     from atwu_core.config import FinetuneConfig, TinyModelConfig
     from atwu_core.data.benchmark import generate_benchmark
     from atwu_core.data.schema import save_benchmark
+    from atwu_core.finetune import finetune
     from atwu_core.model import build_tiny_model, save_model, train_tokenizer
     from atwu_core.prepare import corpus_texts
-    from atwu_core.train import finetune
 
     hf_logging.disable_progress_bar()
     torch.manual_seed(0)

@@ -27,7 +27,7 @@ from atwu_core.data.rwku import (
     select_targets,
     vocabulary,
 )
-from atwu_core.train import load_data
+from atwu_core.run_setup import load_data
 
 FIXTURE = Path(__file__).parent / "fixtures" / "rwku"
 TARGETS = ["Marisol Quenby", "Teodor Vance", "Ingrid Vance"]

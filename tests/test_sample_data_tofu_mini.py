@@ -32,7 +32,7 @@ def models():
 
 
 def _acc(model_tok, items):
-    from atwu_core.train import answer_stats, encode_items
+    from atwu_core.batches import answer_stats, encode_items
 
     model, tok = model_tok
     return answer_stats(model, encode_items(tok, items), tok.pad_token_id)["acc"]

@@ -17,11 +17,12 @@ import torch
 from conftest import REPO, random_llama
 from safetensors.torch import load_file
 
+from atwu_core.batches import rows_stream
 from atwu_core.config import UnlearnConfig
 from atwu_core.runs import load_run
 from atwu_core.scale import AdaptersOff, apply_lora, split_batch
 from atwu_core.scorer import load_scorer
-from atwu_core.train import rows_stream, unlearn
+from atwu_core.train import unlearn
 
 
 def config(lab, method: str, **kw) -> UnlearnConfig:

@@ -114,8 +114,8 @@ def test_prompts_use_smollm2s_own_chat_template(smol, tofu01):
 def test_loss_falls_exactly_on_the_answer_and_its_end_token(smol, tofu01):
     """On every forget01 row: -100 on the whole chat prompt, labels = the answer + <|im_end|>, and
     the training sequence is token for token what the template makes of the full conversation."""
+    from atwu_core.batches import encode_items
     from atwu_core.data.encode import IGNORE_INDEX, collate
-    from atwu_core.train import encode_items
 
     _, tokenizer = smol
     encoded = encode_items(tokenizer, tofu01.forget)
@@ -140,7 +140,7 @@ def test_loss_falls_exactly_on_the_answer_and_its_end_token(smol, tofu01):
 def test_offsets_and_derived_spans_match_the_real_tokens(smol, tofu01):
     """Every answer token's offsets cut out its own text, and the tokens that overlap a derived
     span decode to that span (plus the leading space a byte-level token carries)."""
-    from atwu_core.train import encode_items
+    from atwu_core.batches import encode_items
 
     _, tokenizer = smol
     n_spans = 0
@@ -165,9 +165,9 @@ def test_offsets_and_derived_spans_match_the_real_tokens(smol, tofu01):
 def test_hidden_states_feed_the_scorer(smol, tofu01):
     import torch
 
+    from atwu_core.batches import encode_items
     from atwu_core.data.encode import collate
     from atwu_core.scorer import TokenScorer
-    from atwu_core.train import encode_items
 
     model, tokenizer = smol
     batch = collate(encode_items(tokenizer, tofu01.forget[:2]), tokenizer.pad_token_id)

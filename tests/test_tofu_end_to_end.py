@@ -55,9 +55,9 @@ def tofu_model(tofu01, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_labels_are_ignored_exactly_on_the_chat_template_prompt(tofu01, tofu_model):
     """(a) Loss only on answer (+ end) tokens: -100 on precisely the template's prompt tokens."""
+    from atwu_core.batches import encode_items
     from atwu_core.data.encode import IGNORE_INDEX, collate
     from atwu_core.model import load_model
-    from atwu_core.train import encode_items
 
     _, tok = load_model(tofu_model, device="cpu")
     items = tofu01.forget[:3]

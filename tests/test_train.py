@@ -15,13 +15,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from atwu_core.batches import answer_stats, encode_items
 from atwu_core.config import FinetuneConfig, TinyModelConfig, UnlearnConfig
 from atwu_core.data.schema import load_benchmark
+from atwu_core.finetune import finetune
 from atwu_core.methods import REGISTRY, MethodOutput
 from atwu_core.model import build_tiny_model, train_tokenizer
 from atwu_core.prepare import corpus_texts
+from atwu_core.run_setup import split_hparams
 from atwu_core.runs import load_run
-from atwu_core.train import answer_stats, encode_items, finetune, split_hparams, unlearn
+from atwu_core.train import unlearn
 
 
 def config(lab, method: str, **kw) -> UnlearnConfig:

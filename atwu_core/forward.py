@@ -1,0 +1,115 @@
+"""The forward passes of one unlearning step: what a method declared it needs, packed into a
+`ForgetBatch`, and the retain term `L_r` (METHOD.md notation)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from atwu_core.batches import gather_logp, shift
+from atwu_core.losses import masked_mean
+from atwu_core.methods import ForgetBatch
+from atwu_core.methods.rmu import rmu_retain_loss
+from atwu_core.scorer import scorer_hidden
+
+
+class Forward:
+    """Runs the forward passes a method needs and packs them into a `ForgetBatch`.
+
+    The scorer's weights are not filled here: on a step where the scorer updates, the loop trains
+    it on this forward's cached states first, then calls `weigh` (METHOD.md §1, the authors'
+    order).
+    """
+
+    def __init__(self, spec, hparams, model, ref_model, scorer, position: str = "own"):
+        self.spec, self.hparams = spec, hparams
+        self.model, self.ref, self.scorer = model, ref_model, scorer
+        self.needs = spec.needs
+        self.position = position  # which last-layer state scores y_t (ScorerConfig)
+        # RMU reads one intermediate layer; ATWU reads the last (METHOD.md §1, "Scorer").
+        self.layer = hparams.get("layer", -1)
+        self.want_hidden = bool(self.needs & {"hidden", "scorer"})
+
+    def __call__(
+        self, batch: dict[str, torch.Tensor], idk: dict[str, torch.Tensor] | None = None
+    ) -> tuple[ForgetBatch, torch.Tensor | None]:
+        """The ForgetBatch and the detached scorer input states (B, T, D) (None without scorer)."""
+        out = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=self.want_hidden,
+        )
+        labels, mask, spans = shift(batch)
+        fb = ForgetBatch(logp=gather_logp(out.logits[:, :-1], labels), mask=mask, labels=labels)
+        scorer_states = None
+        if "scorer" in self.needs:
+            last = out.hidden_states[-1].detach().float()  # (B, T+1, D)
+            scorer_states = scorer_hidden(last, self.position)  # (B, T, D)
+        if "hidden" in self.needs:
+            fb.hidden = out.hidden_states[self.layer][:, 1:]
+        if "logits" in self.needs:
+            fb.logits = out.logits[:, :-1]
+        if "span_mask" in self.needs:
+            fb.span_mask = spans
+        if self.ref is not None and self.needs & {"ref_logp", "ref_logits", "ref_hidden"}:
+            with torch.no_grad():
+                ref_out = self.ref(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    output_hidden_states="ref_hidden" in self.needs,
+                )
+            fb.ref_logp = gather_logp(ref_out.logits[:, :-1], labels)
+            if "ref_logits" in self.needs:
+                fb.ref_logits = ref_out.logits[:, :-1].float()
+            if "ref_hidden" in self.needs:
+                fb.ref_hidden = ref_out.hidden_states[self.layer][:, 1:]
+        if "alt" in self.needs and idk is not None:
+            alt_labels, alt_mask, _ = shift(idk)
+            alt_logits = self.model(
+                input_ids=idk["input_ids"], attention_mask=idk["attention_mask"]
+            ).logits
+            fb.alt_logp = gather_logp(alt_logits[:, :-1], alt_labels)
+            fb.alt_mask = alt_mask
+            with torch.no_grad():
+                ref_alt = self.ref(input_ids=idk["input_ids"], attention_mask=idk["attention_mask"])
+            fb.alt_ref_logp = gather_logp(ref_alt.logits[:, :-1], alt_labels)
+        return fb, scorer_states
+
+    def weigh(self, fb: ForgetBatch, scorer_states: torch.Tensor | None) -> ForgetBatch:
+        """Fill the scorer's weights g (B, T) from the cached states, with the current scorer."""
+        if scorer_states is not None:
+            with torch.no_grad():
+                fb.scorer_weights = self.scorer(scorer_states)
+        return fb
+
+
+def retain_loss(
+    kind: str,
+    model: torch.nn.Module,
+    ref: torch.nn.Module | None,
+    batch: dict[str, torch.Tensor],
+    layer: int,
+) -> torch.Tensor:
+    """L_r on a retain batch: answer NLL, KL(ref || θ) per token, or RMU's hidden-state match."""
+    labels, mask, _ = shift(batch)
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        output_hidden_states=kind == "rmu",
+    )
+    if kind == "nll":
+        return -masked_mean(gather_logp(out.logits[:, :-1], labels), mask)
+    with torch.no_grad():
+        ref_out = ref(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=kind == "rmu",
+        )
+    if kind == "rmu":
+        return rmu_retain_loss(
+            out.hidden_states[layer][:, 1:], ref_out.hidden_states[layer][:, 1:], mask
+        )
+    logq = torch.log_softmax(out.logits[:, :-1].float(), -1)  # (B, T, V)
+    logp_ref = torch.log_softmax(ref_out.logits[:, :-1].float(), -1)
+    kl = F.kl_div(logq, logp_ref, log_target=True, reduction="none").sum(-1)  # (B, T)
+    return masked_mean(kl, mask)
