@@ -707,6 +707,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from atwu_core.config import UnlearnConfig
+
+    d = UnlearnConfig()  # one source of truth for run defaults: the dataclass
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--model", default=str(DEFAULT_SAMPLE / "models" / "full"))
     p.add_argument(
@@ -722,15 +725,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--retain-model", default=None, help="forget-quality reference model")
     p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--alpha", type=float, default=1.0, help="retain loss weight")
-    p.add_argument("--gamma", type=float, default=1.0, help="forget loss weight")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--alpha", type=float, default=d.alpha, help="retain loss weight")
+    p.add_argument("--gamma", type=float, default=d.gamma, help="forget loss weight")
     p.add_argument("--retain-loss", default="default", choices=["default", "nll", "kl"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device)
     p.add_argument(
         "--dtype",
         default="auto",

@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .losses import masked_mean, mean_over_sequences, zero_outside
+from .settings import cast_setting
 from .space import Choice, Float, Int, LogFloat
 
 SCORER_FORMAT = "atwu-scorer"
@@ -107,21 +108,14 @@ class ScorerConfig:
             raise ValueError(
                 f"ScorerConfig has no field {', '.join(sorted(unknown))}; allowed: {allowed}"
             )
-        return cls(**{k: _cast_field(k, v, type(fields[k].default)) for k, v in overrides.items()})
-
-
-def _cast_field(name: str, value: Any, kind: type) -> Any:
-    """A string from the CLI or dashboard cast to the field's type; other values pass through."""
-    if not isinstance(value, str):
-        return value
-    try:
-        if kind is bool:
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
-        return kind(value)
-    except ValueError:
-        raise ValueError(f"ScorerConfig.{name}={value!r} is not a valid {kind.__name__}") from None
+        return cls(
+            **{
+                k: cast_setting(v, type(fields[k].default), f"ScorerConfig.{k}")
+                if isinstance(v, str)
+                else v  # typed values go to __post_init__, which names a wrong type
+                for k, v in overrides.items()
+            }
+        )
 
 
 class TokenScorer(nn.Module):

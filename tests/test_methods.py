@@ -686,3 +686,17 @@ def test_one_ascent_step_raises_the_answer_nll(name, tiny_lm):
     _, _, nll0, nll1 = one_step(name, tiny_lm, step_size=0.05)
     assert nll0 < 0.05, "the tiny model should have memorised its answers"
     assert nll1 > nll0, f"{name}: answer NLL {nll0} -> {nll1}"
+
+
+def test_one_caster_for_hyperparameters_and_scorer_settings():
+    from atwu_core.scorer import ScorerConfig
+
+    assert resolve_hparams("wga", {"beta": "2"})["beta"] == 2.0
+    with pytest.raises(ValueError, match=r"hyperparameter beta='inf' must be a finite number"):
+        resolve_hparams("wga", {"beta": "inf"})
+    with pytest.raises(ValueError, match=r"ScorerConfig.scorer_lr='nan' must be a finite number"):
+        ScorerConfig.from_overrides({"scorer_lr": "nan"})
+    with pytest.raises(ValueError, match=r"hyperparameter saturate='maybe' is not a valid bool"):
+        resolve_hparams("oracle_mask", {"saturate": "maybe"})
+    with pytest.raises(ValueError, match=r"hyperparameter max_gap=1.5 is not a valid int"):
+        resolve_hparams("seul", {"max_gap": 1.5})

@@ -61,7 +61,7 @@ def usage_cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["compare", "--seeds", "a"], "--seeds expects comma-separated integers, got 'a'"),
         (
             ["compare", "--methods", "wga", "--sweep", "beta=1,inf"],
-            "--set beta=inf: must be a finite number",
+            "hyperparameter beta='inf' must be a finite number",
         ),
         (["prepare", "--out", str(REPO / "sample_data")], "already holds benchmark/ and models/"),
     ]

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from atwu_core.settings import cast_setting
+
 from ..space import validate_space
 
 # Everything a method may ask the training loop for. Anything not listed is always present.
@@ -230,27 +232,6 @@ def resolve_hparams(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         )
     resolved = dict(spec.hparams)
     for key, value in overrides.items():
-        resolved[key] = _cast(name, key, value, spec.hparams[key])
+        kind = type(spec.hparams[key])
+        resolved[key] = cast_setting(value, kind, f"method {name!r}: hyperparameter {key}")
     return resolved
-
-
-def _cast(method: str, key: str, value: Any, default: Any) -> Any:
-    """Cast a CLI/dashboard value (often a string) to the type of the hyperparameter's default."""
-    kind = type(default)
-    try:
-        if kind is bool and isinstance(value, str):
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
-        if kind is float and isinstance(value, (int, float, str)):
-            out = float(value)
-            if out != out:  # NaN
-                raise ValueError(value)
-            return out
-        if kind is int and isinstance(value, str):
-            return int(value)
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"method {method!r}: hyperparameter {key}={value!r} is not a valid {kind.__name__}"
-        ) from None
