@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from atwu_core.batches import collate, to_device
+from atwu_core.batches import to_device
 from atwu_core.cache import cached_value
+from atwu_core.data.encode import collate
 from atwu_core.losses import token_logp
 
 _KEYS = ("input_ids", "attention_mask", "labels")

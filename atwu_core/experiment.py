@@ -99,7 +99,8 @@ def retain_token_nll(config: UnlearnConfig, tokenizer, forget: list) -> dict:
     tokenizer splits the answers differently. Cached by content hash like the evaluations."""
     import torch
 
-    from atwu_core.batches import collate, gather_logp, shift, to_device
+    from atwu_core.batches import gather_logp, shift, to_device
+    from atwu_core.data.encode import collate
     from atwu_core.model import load_model
 
     retain_dir = retain_model_for(config)

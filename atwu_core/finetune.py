@@ -9,8 +9,6 @@ from collections.abc import Callable, Sequence
 import torch
 
 from atwu_core.batches import (
-    answer_stats,
-    collate,
     encode_items,
     gather_logp,
     rows_stream,
@@ -20,10 +18,9 @@ from atwu_core.batches import (
     warmup_decay,
 )
 from atwu_core.config import FinetuneConfig
+from atwu_core.data.encode import collate
 from atwu_core.data.schema import QAItem
 from atwu_core.losses import masked_mean
-
-__all__ = ["answer_stats", "finetune"]
 
 
 def finetune(

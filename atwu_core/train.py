@@ -20,8 +20,6 @@ import torch
 from atwu_core import cancel, progress
 from atwu_core.batches import (
     answer_stats,
-    collate,
-    encode_example,
     encode_items,
     rows_stream,
     seed_everything,
@@ -30,7 +28,7 @@ from atwu_core.batches import (
 )
 from atwu_core.config import UnlearnConfig
 from atwu_core.conflict import probe_conflict
-from atwu_core.data.encode import Encoded
+from atwu_core.data.encode import Encoded, collate, encode_example
 from atwu_core.data.schema import Benchmark
 from atwu_core.experiment import retain_token_nll
 from atwu_core.forward import Forward, retain_loss
