@@ -114,3 +114,41 @@ def test_cli_method_labels_keep_commas_inside_brackets():
     from atwu_core.cli import _split_labels
 
     assert _split_labels("atwu, atwu[a=1,b=2],wga,") == ["atwu", "atwu[a=1,b=2]", "wga"]
+
+
+def _finished_run(folder, fq):
+    from atwu_core.runs import RunWriter
+
+    writer = RunWriter.create(
+        folder.parent, "atwu", {"seed": 0}, {}, total_steps=1, run_id=folder.name
+    )
+    writer.write_eval({"metrics": {"forget_quality": {"agg_value": fq, "value_by_index": {}}}})
+    writer.finish("finished")
+
+
+def test_a_finished_run_is_reused_and_a_cut_one_is_run_again(tmp_path, monkeypatch):
+    import atwu_core.train
+    from atwu_core.config import UnlearnConfig
+    from atwu_core.runs import RunWriter
+    from atwu_core.study import _run_job
+
+    calls = []
+
+    def fake_unlearn(cfg, runs_dir, run_id, evaluate):
+        calls.append(run_id)
+        folder = runs_dir / run_id
+        _finished_run(folder, 0.5)
+        return folder
+
+    monkeypatch.setattr(atwu_core.train, "unlearn", fake_unlearn)
+    done = tmp_path / "b1" / "atwu"
+    _finished_run(done, 0.25)
+    row = _run_job((UnlearnConfig(), done, "default", 1, "atwu", 1.0))
+    assert calls == [] and row["forget_quality"] == 0.25
+    assert row["log10_fq"] == pytest.approx(math.log10(0.25)) and row["seed"] == 1
+
+    cut = tmp_path / "b1" / "wga"
+    RunWriter.create(cut.parent, "wga", {}, {}, total_steps=5, run_id="wga")  # left "running"
+    row = _run_job((UnlearnConfig(), cut, "default", 1, "wga", 1.0))
+    assert calls == ["wga"] and row["forget_quality"] == 0.5
+    assert row["utility_ok"] is False  # no model_utility recorded
