@@ -397,6 +397,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         "config": "default",
         "generator_version": GENERATOR_VERSION,
         "runs": len(board),
+        "reused": int(board["reused"].sum()),
         "seconds": board.attrs["seconds"],
         "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})",
     }
@@ -404,7 +405,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if "atwu" in set(board["method"]):
         for regime in board["regime"].unique():
             text += f"\nPer-field span AUROC, regime `{regime}`:\n\n"
-            text += study.field_table(board, regime, ["atwu", *study.HEURISTICS, "seul"])
+            text += study.field_table(board, regime, [*study.ATWU_ROWS, *study.HEURISTICS, "seul"])
     (out / "study.md").write_text(text)
     print(text)
     print(f"{len(board)} runs; {out / 'study.csv'} and {out / 'study.md'} written")

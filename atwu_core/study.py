@@ -169,9 +169,11 @@ def report_markdown(board: pd.DataFrame, meta: dict[str, Any]) -> str:
     lines = [
         f"Report seeds {meta['report_seeds']} (tuning seed {meta['tuning_seed']} never "
         f"reported), {meta['config']} configs, generator v{meta['generator_version']}; "
-        f"{meta['runs']} runs in {meta['seconds'] / 60:.0f} min on {meta['machine']}. "
+        f"{meta['runs']} runs ({meta.get('reused', 0)} reused from an earlier invocation) in "
+        f"{meta['seconds'] / 60:.0f} min on {meta['machine']}. "
         "Mean ± 95 % CI over report seeds (Student t). `log10 FQ`: forget quality, higher is "
-        "better; `sel.`: shared-token accuracy where span-token accuracy first reaches 0.1; "
+        "better; `sel.`: selectivity, the shared-token accuracy left at the end of a run whose "
+        "span-token accuracy ended ≤ 0.1 (mean over the seeds where it did; – if none); "
         "`AUROC`: the method's token weights against the forget spans on every forget row "
         "(`no end`: without the end-of-turn token); `rise` / `retain`: the same run's NLL rise "
         "and the retain model's NLL as score-only references.",
@@ -392,9 +394,11 @@ def _run_job(job: tuple) -> dict[str, Any]:
 
     cfg, folder, regime, bench_seed, label, full_utility = job
     done = folder.is_dir() and (folder / "run.json").exists() and (folder / "eval.json").exists()
-    if done and read_info(folder).get("status") == "finished" and read_eval(folder):
+    reused = done and read_info(folder).get("status") == "finished" and bool(read_eval(folder))
+    if reused:
         path = folder
     else:
         shutil.rmtree(folder, ignore_errors=True)  # a run cut short: start it again
         path = unlearn(cfg, runs_dir=folder.parent, run_id=folder.name, evaluate=True)
-    return board_row(path, regime, bench_seed, full_utility) | {"method": label}
+    row = board_row(path, regime, bench_seed, full_utility)
+    return row | {"method": label, "reused": reused}

@@ -144,11 +144,11 @@ def test_a_finished_run_is_reused_and_a_cut_one_is_run_again(tmp_path, monkeypat
     done = tmp_path / "b1" / "atwu"
     _finished_run(done, 0.25)
     row = _run_job((UnlearnConfig(), done, "default", 1, "atwu", 1.0))
-    assert calls == [] and row["forget_quality"] == 0.25
+    assert calls == [] and row["forget_quality"] == 0.25 and row["reused"]
     assert row["log10_fq"] == pytest.approx(math.log10(0.25)) and row["seed"] == 1
 
     cut = tmp_path / "b1" / "wga"
     RunWriter.create(cut.parent, "wga", {}, {}, total_steps=5, run_id="wga")  # left "running"
     row = _run_job((UnlearnConfig(), cut, "default", 1, "wga", 1.0))
-    assert calls == ["wga"] and row["forget_quality"] == 0.5
+    assert calls == ["wga"] and row["forget_quality"] == 0.5 and not row["reused"]
     assert row["utility_ok"] is False  # no model_utility recorded
