@@ -354,8 +354,10 @@ def token_legend_html(
     weight_label: str = "weight",
     scale: str = "absolute",
     shared: bool = False,
+    spans: bool = True,
 ) -> str:
-    """A colour bar naming the scale in use, the span outline, and the shared-value outline."""
+    """A colour bar naming the scale in use, the span outline (unless `spans=False`: text with
+    no ground truth), and the shared-value outline."""
     stops = ", ".join(pcolors.sample_colorscale(_colorscale(scale), [i / 8 for i in range(9)]))
     bar = (
         f'<span style="display:inline-block;width:140px;height:12px;vertical-align:middle;'
@@ -376,13 +378,14 @@ def token_legend_html(
     if shared:
         extra = (
             f' &nbsp;·&nbsp; <span style="outline:2px dashed {SHARED_COLOR};padding:0 3px;'
-            'border-radius:3px">dashed</span> = a value other authors share (keep it)'
+            'border-radius:3px">dashed</span> = a value other authors share too'
         )
     return (
         '<div class="atwu-legend" style="font-size:0.9em;margin:4px 0 8px 0">'
         f"<b>Colour scale: {html.escape(SCALES.get(scale, scale))}</b> · "
         f"{html.escape(weight_label)} {ends}"
-        f" &nbsp;·&nbsp; {outline} = ground-truth fact span{extra}"
+        + (f" &nbsp;·&nbsp; {outline} = ground-truth fact span" if spans else "")
+        + f"{extra}"
         " &nbsp;·&nbsp; hover a token for its numbers</div>"
     )
 
@@ -432,10 +435,12 @@ def token_html(
             card.append(("NLL before → now", f"{before} → {after}") if before else ("NLL", after))
         if "in_span" in row:
             field = str(row.get("span_field") or "")
-            if _is_true(row.get("in_span")):
+            if is_shared:
+                card.append(
+                    ("shared value", (field + ": " if field else "") + "others have it too")
+                )
+            elif _is_true(row.get("in_span")):
                 card.append(("fact", field or "yes"))
-            elif is_shared:
-                card.append(("shared value", "other authors have it too"))
             else:
                 card.append(("fact", "no"))
         if _is_number(row.get("conflict")):
@@ -445,10 +450,10 @@ def token_html(
             f"background:{bg};color:{text_color(bg)};white-space:pre-wrap;"
             "border-radius:3px;padding:1px 0;margin:0 1px;line-height:1.9"
         )
-        if in_span:
+        if is_shared:
+            style += f";outline:3px dashed {SHARED_COLOR};outline-offset:-1px"
+        elif in_span:
             style += f";outline:2px solid {SPAN_COLOR};outline-offset:-1px"
-        elif is_shared:
-            style += f";outline:2px dashed {SHARED_COLOR};outline-offset:-1px"
         parts.append(
             f'<span class="atwu-tok" style="{style}" aria-label="{html.escape(tip)}">'
             f"{_token_inner_html(row['token'])}{_card_html(card)}</span>"
@@ -461,7 +466,12 @@ def token_html(
     head = (
         TOKEN_CSS
         + token_legend_html(
-            vmin=vmin, vmax=vmax, weight_label=weight_col, scale=scale, shared=bool(shared)
+            vmin=vmin,
+            vmax=vmax,
+            weight_label=weight_col,
+            scale=scale,
+            shared=bool(shared),
+            spans=spans,
         )
         if legend
         else ""
@@ -517,11 +527,11 @@ def nearest_snapshot(steps: Collection[int], step: int) -> int:
 
 def shared_positions(tokens_df: pd.DataFrame, spans: Sequence[Mapping[str, Any]]) -> set[int]:
     """Token positions whose characters overlap any of `spans` ({start, end}: the benchmark's
-    `shared_spans`, values other authors share) and that are not fact tokens themselves."""
+    `shared_spans`, values other authors share, e.g. a birth year; they may be fact spans too)."""
     out = set()
     for row in tokens_df.to_dict("records"):
         a, b = int(row["char_start"]), int(row["char_end"])
-        if b <= a or _is_true(row.get("in_span")):
+        if b <= a:
             continue
         if any(a < int(s["end"]) and int(s["start"]) < b for s in spans):
             out.add(int(row["position"]))
@@ -579,8 +589,8 @@ def comparison_html(
 def _html_rows(rows: Sequence[tuple[str, str]], cls: str) -> str:
     """Rows of (label HTML, body HTML), both already safe HTML."""
     parts = [
-        '<div class="atwu-row" style="display:flex;gap:14px;align-items:center;margin:8px 0;'
-        'padding:4px 0;border-bottom:1px solid #eee">'
+        '<div class="atwu-row" style="display:flex;gap:14px;align-items:center;margin:2px 0;'
+        'padding:3px 0;border-bottom:1px solid #eee">'
         f'<div style="min-width:12em;max-width:12em;overflow-wrap:anywhere">{label}</div>'
         f'<div style="flex:1;min-width:0;overflow-wrap:anywhere">{body}</div></div>'
         for label, body in rows

@@ -38,17 +38,27 @@ if str(ROOT) not in sys.path:
 from atwu_core import runs, viz  # noqa: E402
 from dashboard import jobs, teaching  # noqa: E402
 
+# Short labels: all seven fit in one row at 1024 px.
 TABS = (
     "Token view",
-    "Probe your own text",
+    "Probe your text",
     "Alignment",
     "Curves & trade-offs",
     "Generations",
-    "Run a new experiment",
+    "New run",
     "Data",
 )
-# Methods shown next to each other in the token view, in this order (whichever runs exist).
-COMPARE_METHODS = ("atwu", "wga", "satimp", "seul", "oracle_mask")
+# Less empty space above the first screen; larger tab labels for a projector.
+PAGE_CSS = (
+    "<style>.block-container{padding-top:3.6rem;padding-bottom:2rem}"
+    'button[data-baseweb="tab"] p{font-size:1.02rem}</style>'
+)
+# Methods shown next to each other on the first screen, in this order (whichever runs exist):
+# ATWU, its two controls (frozen weights g = 0.5; the true span mask), the token-weighting
+# baselines. The ground-truth row follows them.
+COMPARE_METHODS = ("atwu", "atwu_frozen", "oracle_saturated", "wga", "satimp", "seul")
+PLAY_INTERVAL_S = 1.0
+DEFAULT_SCALE = "row"  # the play control shows one snapshot per second
 # Runs plotted by default where one line per run gets crowded (curves, alignment): ATWU and the
 # baselines it is usually compared with; the user adds the rest.
 DEFAULT_PLOT_METHODS = ("atwu", "grad_diff", "wga", "satimp", "seul", "npo", "oracle_mask")
@@ -73,6 +83,15 @@ REAL_MODEL_BATCH = 2
 BUILTIN = "Built-in benchmark"
 TOFU_MINI = "TOFU-mini (real TOFU text)"
 DATASETS = (BUILTIN, TOFU_MINI)
+# Short names of datasets and tabs in the URL (?dataset=builtin&tab=token&run=...).
+DATASET_SLUGS = {BUILTIN: "builtin", TOFU_MINI: "tofu-mini"}
+TAB_SLUGS = dict(
+    zip(
+        TABS,
+        ("token", "probe", "alignment", "curves", "generations", "experiment", "data"),
+        strict=True,
+    )
+)
 
 # ---------------------------------------------------------------------------------------------
 # Configuration and cached loading
@@ -270,10 +289,27 @@ def with_token_weights(loaded: dict[str, runs.Run]) -> dict[str, runs.Run]:
     return {k: r for k, r in loaded.items() if r.token_weights is not None and len(r.token_weights)}
 
 
+def committed_runs_dirs() -> list[Path]:
+    """The runs committed with the repository (the canonical runs a demo opens on)."""
+    return [ROOT / "sample_data" / "runs", tofu_mini_dir() / "runs"]
+
+
 def preferred_run(loaded: dict[str, runs.Run]) -> str:
-    """The run a view opens on: the newest ATWU run (what the dashboard is about), else the
-    newest run. `loaded` is ordered newest first."""
-    return next((k for k, r in loaded.items() if r.method == "atwu"), next(iter(loaded)))
+    """The run a view opens on: the committed (canonical) finished ATWU run, lowest seed; else
+    the newest finished ATWU run; else the newest run. A run launched or cancelled from the
+    page never takes over the view. `loaded` is ordered newest first."""
+    atwu = [k for k, r in loaded.items() if r.method == "atwu"]
+    finished = [k for k in atwu if loaded[k].status == "finished"]
+    home = {d.resolve() for d in committed_runs_dirs()}
+    committed = [k for k in finished if loaded[k].path.resolve().parent in home]
+    if committed:
+        return min(committed, key=lambda k: (_seed(loaded[k]), loaded[k].info.get("created", "")))
+    return (finished or atwu or list(loaded))[0]
+
+
+def _seed(run: runs.Run) -> int:
+    seed = run.info.get("config", {}).get("seed")
+    return seed if isinstance(seed, int) else 0
 
 
 def teach(key: str) -> None:
@@ -282,6 +318,55 @@ def teach(key: str) -> None:
 
 def plot(fig: Any, key: str) -> None:
     st.plotly_chart(fig, key=key, width="stretch")
+
+
+# ---------------------------------------------------------------------------------------------
+# The view in the URL: ?dataset=builtin&tab=token&run=<run id>&example=a019-q19&step=50
+
+
+def restore_view_from_url() -> None:
+    """Once per browser session: open the view a shared URL names. Values that do not exist
+    (an unknown run or example, a step between snapshots) fall back like any stale choice."""
+    if st.session_state.get("_url_restored"):
+        return
+    st.session_state["_url_restored"] = True
+    qp = st.query_params
+    datasets = {slug: name for name, slug in DATASET_SLUGS.items()}
+    if qp.get("dataset") in datasets:
+        st.session_state["dataset"] = datasets[qp["dataset"]]
+    tabs = {slug: name for name, slug in TAB_SLUGS.items()}
+    if qp.get("tab") in tabs:
+        st.session_state["view"] = tabs[qp["tab"]]
+    if qp.get("run"):
+        st.session_state["_url_run"] = qp["run"]
+    if qp.get("example"):
+        st.session_state["tv_example"] = qp["example"]
+    step = qp.get("step", "")
+    if step.isdigit():
+        st.session_state["tv_step"] = int(step)
+        saved = st.session_state.setdefault(dataset_key("_tv_state"), {})
+        saved["at_last"] = False  # a shared step is kept, not moved to "last"
+    if qp.get("scale") in viz.SCALES:
+        st.session_state["tv_scale"] = qp["scale"]
+
+
+def sync_url() -> None:
+    """Write the current view into the URL, so the address bar is a bookmark of it."""
+    state = {
+        "dataset": DATASET_SLUGS.get(st.session_state.get("dataset", BUILTIN), "builtin"),
+        "tab": TAB_SLUGS.get(st.session_state.get("view") or TABS[0], "token"),
+    }
+    saved = st.session_state.get(dataset_key("_tv_state"), {})
+    run_ids = st.session_state.get("_run_ids", {})
+    if saved.get("run") in run_ids:
+        state["run"] = run_ids[saved["run"]]
+    for key in ("example", "step"):
+        if saved.get(key) is not None:
+            state[key] = str(saved[key])
+    if st.session_state.get("tv_scale", DEFAULT_SCALE) != DEFAULT_SCALE:
+        state["scale"] = st.session_state["tv_scale"]
+    if st.query_params.to_dict() != state:
+        st.query_params.from_dict(state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,7 +413,15 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
             st.sidebar.info(f"No runs in `{d}`.")
     ok = table[table["error"].isna()]
     labels = label_runs(ok)
-    paths = list(labels)
+    unfinished = int((ok["status"] != "finished").sum())
+    show_all = st.sidebar.toggle(
+        "Include unfinished runs" + (f" ({unfinished})" if unfinished else ""),
+        key="show_unfinished",
+        help="Running, interrupted and failed runs are left out unless you ask for them: a "
+        "half-trained run looks like a result.",
+    )
+    status = dict(zip(ok["path"], ok["status"], strict=True))
+    paths = [p for p in labels if show_all or status[p] == "finished"]
     # New runs (e.g. one just launched) join the selection instead of hiding behind it.
     known = st.session_state.setdefault(dataset_key("_known_runs"), set())
     picked = dataset_key("selected_runs")
@@ -339,7 +432,6 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
     else:
         st.session_state[picked] = paths
     known.update(paths)
-    status = dict(zip(ok["path"], ok["status"], strict=True))
     selected = st.sidebar.multiselect(
         "Runs to show",
         paths,
@@ -369,84 +461,220 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
 
 
 def token_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
-    teach("token")
     with_tw = with_token_weights(loaded)
     if not with_tw:
         st.info("None of the selected runs has token weights yet (token_weights.parquet).")
         return
     names = list(with_tw)
+    saved = st.session_state.setdefault(dataset_key("_tv_state"), {})
+    url_run = st.session_state.pop("_url_run", None)
+    if url_run:
+        match = next((k for k, r in with_tw.items() if url_run in (r.run_id, k)), None)
+        if match:
+            st.session_state["tv_run"] = match
+        else:
+            st.info(f"Run `{url_run}` from the link is not among the selected runs.")
     if st.session_state.get("tv_run") not in names:
-        st.session_state["tv_run"] = preferred_run(with_tw)
-    label = st.selectbox("Run", names, key="tv_run")
+        st.session_state["tv_run"] = (
+            saved["run"] if saved.get("run") in names else preferred_run(with_tw)
+        )
+    c1, c2, c3 = st.columns([2, 4, 3])
+    label = c1.selectbox("Run", names, key="tv_run")
     run = with_tw[label]
-    about = teaching.METHODS.get(run.method)
-    about = f"**{run.method}**: {about} " if about else ""
-    st.caption(f"{about}Run id `{run.run_id}`.")
     tw = run.token_weights
     examples = sorted(tw["example_id"].unique())
     questions = _questions(tw, bench)
     if st.session_state.get("tv_example") not in examples:
-        st.session_state["tv_example"] = examples[0]
-    example = st.selectbox(
+        st.session_state["tv_example"] = (
+            saved["example"] if saved.get("example") in examples else default_example(tw)
+        )
+    example = c2.selectbox(
         "Example",
         examples,
         key="tv_example",
         format_func=lambda e: f"{e}: {questions[e]}" if e in questions else e,
     )
+    if st.session_state.get("tv_scale") not in viz.SCALES:
+        # Per row by default: ATWU's weights sit in a narrow band (0.3-0.6), which one absolute
+        # scale paints a single colour; the legend names the scale in use.
+        st.session_state["tv_scale"] = DEFAULT_SCALE
+    scale = c3.radio(
+        "Colour scale",
+        list(viz.SCALES),
+        key="tv_scale",
+        format_func=lambda s: {"absolute": "absolute 0–1", "row": "per row", "diverging": "±0.5"}[
+            s
+        ],
+        horizontal=True,
+        help="Absolute: weight 0 → pale, 1 → dark, the same for every row. Per row: each row's "
+        "lowest weight pale, highest dark (shows a method's ranking even when its weights sit in "
+        "a narrow band). ±0.5: orange below 0.5, white at 0.5 (ATWU's starting weight and the "
+        "frozen control's), purple above.",
+    )
     steps = sorted(int(s) for s in tw.loc[tw["example_id"] == example, "step"].unique())
-    if st.session_state.get("tv_step") not in steps:
+    # Keep "last step" across a run or example switch; otherwise the nearest earlier snapshot.
+    if saved.get("at_last") and (saved.get("run"), saved.get("example")) != (label, example):
         st.session_state["tv_step"] = steps[-1]
-    if len(steps) > 1:
-        step = st.select_slider(
-            "Snapshot (training step)",
-            options=steps,
-            key="tv_step",
-            help="Replay the weights over training: 0 = before unlearning.",
+    elif st.session_state.get("tv_step") not in steps:
+        wanted = st.session_state.get("tv_step", saved.get("step"))
+        st.session_state["tv_step"] = (
+            viz.nearest_snapshot(steps, int(wanted)) if isinstance(wanted, int) else steps[-1]
         )
-    else:
-        step = steps[0]
-        st.caption(f"One snapshot only, at step {step}.")
-    if example in questions:
-        st.html(f"<b>Question:</b> {html.escape(questions[example])}")
-    frame = viz.example_tokens(tw, example, step)
-    body = viz.token_html(frame)
-    st.html(body)
-
-    st.subheader("All probe examples at this step")
-    teach("heatmap")
-    plot(viz.weights_heatmap(tw, step), "tv_heatmap")
-
-    st.subheader("Side by side")
-    teach("side_by_side")
     has_example = [k for k, r in with_tw.items() if example in set(r.token_weights["example_id"])]
-    default = [label] + [
-        next(k for k in reversed(has_example) if with_tw[k].method == m)
-        for m in COMPARE_METHODS
-        if any(with_tw[k].method == m for k in has_example) and with_tw[label].method != m
-    ]
-    # A new run or example resets the comparison to its default; otherwise keep the user's pick.
+    default = comparison_runs(label, has_example, with_tw)
+    # A new run or example resets the rows to the default; otherwise keep the user's pick.
     if st.session_state.get("_tv_compare_for") != (label, example):
         st.session_state["_tv_compare_for"] = (label, example)
         st.session_state["tv_compare"] = default
-    compare = st.multiselect("Runs to compare", has_example, key="tv_compare")
-    frames = {}
-    for k in compare:
-        rtw = with_tw[k].token_weights
-        last = int(rtw.loc[rtw["example_id"] == example, "step"].max())
-        frames[f"{k} (step {last})"] = viz.example_tokens(rtw, example, last)
-    frames["ground truth (spans)"] = frame.assign(weight=frame["in_span"].astype(float))
-    side = viz.side_by_side(frames)
-    st.html(side)
-    page = viz.standalone_html(
-        body + "<h3>Side by side</h3>" + side, f"ATWU token view: {label}, {example}, step {step}"
+    compare = [k for k in st.session_state["tv_compare"] if k in has_example]
+    truth = viz.example_tokens(tw, example, steps[0])
+    shared: set[int] = set()
+    row = bench.get(example, {})
+    if example in questions and row.get("shared_spans"):
+        shared = viz.shared_positions(truth, row["shared_spans"])
+    playing = bool(st.session_state.get("tv_playing"))
+    fragment = st.fragment(_comparison, run_every=PLAY_INTERVAL_S if playing else None)
+    fragment(
+        playing,
+        {k: with_tw[k] for k in compare},
+        label,
+        example,
+        steps,
+        scale,
+        truth,
+        shared,
+        questions.get(example),
     )
+    teach("token")
+    about = teaching.METHODS.get(run.method)
+    about = f"**{run.method}**: {about} " if about else ""
+    st.caption(f"{about}Run id `{run.run_id}`.")
+    with st.expander("Rows shown (methods to compare)"):
+        st.multiselect("Runs to compare", has_example, key="tv_compare")
+        st.caption(teaching.VIEWS["side_by_side"])
+
+    st.subheader("All probe examples at this step")
+    teach("heatmap")
+    step = viz.nearest_snapshot(sorted(int(s) for s in tw["step"].unique()), _tv_step(steps))
+    plot(viz.weights_heatmap(tw, step), "tv_heatmap")
+
+
+def _tv_step(steps: list[int]) -> int:
+    step = st.session_state.get("tv_step")
+    return step if step in steps else steps[-1]
+
+
+def _toggle_play(steps: list[int]) -> None:
+    """Play / pause; play from the first snapshot when the slider is at the last."""
+    playing = not st.session_state.get("tv_playing", False)
+    st.session_state["tv_playing"] = playing
+    if playing:
+        st.session_state["_tv_play_fresh"] = True
+        if st.session_state.get("tv_step") == steps[-1]:
+            st.session_state["tv_step"] = steps[0]
+
+
+def _comparison(
+    declared_playing: bool,
+    compared: dict[str, runs.Run],
+    label: str,
+    example: str,
+    steps: list[int],
+    scale: str,
+    truth: pd.DataFrame,
+    shared: set[int],
+    question: str | None,
+) -> None:
+    """Play control, step slider and the comparison rows: a fragment, re-run every
+    PLAY_INTERVAL_S while playing (one snapshot further each time) without the rest of the page."""
+    playing = bool(st.session_state.get("tv_playing"))
+    if playing != declared_playing:  # play/pause pressed: the timer is set by a full run
+        st.rerun(scope="app")
+    if playing and not st.session_state.pop("_tv_play_fresh", False):
+        now = _tv_step(steps)
+        later = [s for s in steps if s > now]
+        if later:
+            st.session_state["tv_step"] = later[0]
+        if len(later) <= 1:
+            st.session_state["tv_playing"] = False  # the last snapshot: stop at the next tick
+    c1, c2 = st.columns([1, 7], vertical_alignment="bottom")
+    c1.button(
+        "⏸ Pause" if playing else "▶ Play",
+        key="tv_play",
+        on_click=_toggle_play,
+        args=(steps,),
+        help="Replay training: one snapshot every second, all rows at the same step.",
+        width="stretch",
+    )
+    if len(steps) > 1:
+        step = c2.select_slider(
+            "Snapshot (training step)",
+            options=steps,
+            key="tv_step",
+            help="Every row shows this step (or its run's nearest earlier snapshot): "
+            "0 = before unlearning.",
+        )
+    else:
+        step = steps[0]
+        c2.caption(f"One snapshot only, at step {step}.")
+    if question:
+        st.html(f'<div style="font-size:1.1em"><b>Question:</b> {html.escape(question)}</div>')
+    rows = []
+    for k, r in compared.items():
+        rtw = r.token_weights
+        own = sorted(int(s) for s in rtw.loc[rtw["example_id"] == example, "step"].unique())
+        shown = viz.nearest_snapshot(own, step)
+        frame = viz.example_tokens(rtw, example, shown)
+        note = f"step {shown}" if shown == step else f"step {shown}: its nearest snapshot"
+        rows.append(
+            {
+                "label": k,
+                "method": r.method,
+                "tokens": frame,
+                "note": note,
+                "auroc": viz.example_auroc(frame),
+            }
+        )
+    body = viz.comparison_html(rows, truth, scale=scale, shared=shared)
+    st.html(body)
+    saved = st.session_state.setdefault(dataset_key("_tv_state"), {})
+    saved.update(run=label, example=example, step=step, at_last=step == steps[-1])
+    sync_url()
+    page = viz.standalone_html(body, f"ATWU token view: {label}, {example}, step {step}")
     st.download_button(
-        "Download the token view (HTML)",
+        "Download this comparison (HTML)",
         page,
         file_name=f"token-view-{label}-{example}-step{step}.html",
         mime="text/html",
         key="tv_download",
     )
+
+
+def comparison_runs(label: str, candidates: list[str], loaded: dict[str, runs.Run]) -> list[str]:
+    """The rows of the first screen: the chosen run, then one run of each COMPARE_METHODS
+    method (the same seed as the chosen run when there is one, else the committed/oldest)."""
+    picked = [label]
+    seed = loaded[label].info.get("config", {}).get("seed")
+    for method in COMPARE_METHODS:
+        if method == loaded[label].method:
+            continue
+        same = [k for k in candidates if loaded[k].method == method]
+        if not same:
+            continue
+        same.sort(key=lambda k: (loaded[k].info.get("config", {}).get("seed") != seed, k))
+        picked.append(same[0])
+    return picked
+
+
+def default_example(tw: pd.DataFrame) -> str:
+    """The probe example with the most kinds of fact (the richest row to look at)."""
+    first = tw[tw["step"] == tw["step"].min()]
+    if "span_field" in first.columns:
+        counts = first[first["in_span"].astype(bool)].groupby("example_id")["span_field"].nunique()
+        if len(counts):
+            best = counts.max()
+            return str(sorted(e for e, n in counts.items() if n == best)[0])
+    return str(sorted(tw["example_id"].unique())[0])
 
 
 def _questions(tw: pd.DataFrame, bench: dict[str, dict]) -> dict[str, str]:
@@ -964,9 +1192,16 @@ def data_view() -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="ATWU Lab", layout="wide")
+    # The sidebar (folders, run selection) starts folded: the first screen is the comparison.
+    st.set_page_config(page_title="ATWU Lab", layout="wide", initial_sidebar_state="collapsed")
+    st.html(PAGE_CSS)
+    restore_view_from_url()
     table, selected = sidebar()
-    st.header("Which tokens does unlearning push on?")
+    st.html(
+        '<div style="font-size:1.55rem;font-weight:700;margin:0">Which tokens does unlearning '
+        'push on? <span style="font-size:0.95rem;font-weight:400;color:#666">ATWU vs its '
+        "controls and the baselines, token by token</span></div>"
+    )
     for bad in table[table["error"].notna()].itertuples():
         st.warning(f"Run folder `{bad.path}` cannot be read: {bad.error}")
     ok = table[table["error"].isna()]
@@ -978,10 +1213,11 @@ def main() -> None:
             st.warning(f"Run `{labels[path]}` cannot be loaded: {error}")
         else:
             loaded[labels[path]] = run
+    st.session_state["_run_ids"] = {k: r.run_id for k, r in loaded.items()}
     if table.empty:
         st.info(
             "No runs found. Add a runs folder in the sidebar, or start one in "
-            "'Run a new experiment'."
+            "'New run'."
         )
     bench = benchmark_index()
     tabs = st.tabs(TABS, key="view", on_change="rerun")
@@ -999,6 +1235,7 @@ def main() -> None:
         if tab.open:
             with tab:
                 view()
+    sync_url()
 
 
 main()

@@ -153,7 +153,7 @@ def test_token_view_renders_coloured_tokens(page):
         ("Curves & trade-offs", "Leaderboard and trade-off", ".js-plotly-plot"),
         ("Generations", "True answer", None),
         ("Data", "Wrong answer 1", "mark"),
-        ("Probe your own text", "Score the answer's tokens", "textarea"),
+        ("Probe your text", "Score the answer's tokens", "textarea"),
     ],
 )
 def test_every_tab_renders(server, page, label, text, selector):
@@ -167,7 +167,7 @@ def test_every_tab_renders(server, page, label, text, selector):
 
 def test_launch_a_short_run_and_see_it_in_the_curves(server, page):
     _, root, real_cli = server
-    open_tab(page, "Run a new experiment")
+    open_tab(page, "New run")
     page.get_by_label("Max steps").fill("3")  # the method table is bundled: no click to load
     page.get_by_label("Max steps").press("Enter")
     page.wait_for_timeout(500)

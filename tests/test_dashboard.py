@@ -98,11 +98,11 @@ def test_opens_on_the_token_view_of_the_atwu_run(lab):
     at = open_app()
     assert [t.label for t in at.tabs] == [
         "Token view",
-        "Probe your own text",
+        "Probe your text",
         "Alignment",
         "Curves & trade-offs",
         "Generations",
-        "Run a new experiment",
+        "New run",
         "Data",
     ]
     assert at.selectbox(key="tv_run").value == "atwu"  # the method: one run per method here
@@ -217,7 +217,7 @@ def probe(at: AppTest, answer: str, question: str = "Q?") -> AppTest:
 
 
 def test_probe_scores_and_renders_the_text(lab, fake_probe):
-    at = probe(open_app("Probe your own text"), "Tom <x> paints")
+    at = probe(open_app("Probe your text"), "Tom <x> paints")
     assert fake_probe == [("fake-atwu-s0", "Q?", "Tom <x> paints")]
     html = html_with(at, "atwu-tokens")
     assert backgrounds(html) == [viz.weight_color(1.0), viz.weight_color(0.0), viz.weight_color(1)]
@@ -228,7 +228,7 @@ def test_probe_scores_and_renders_the_text(lab, fake_probe):
 
 def test_probe_shows_recorded_conflict_for_a_probe_example(lab, fake_probe):
     answer = EXAMPLES[0][2]
-    at = open_app("Probe your own text")
+    at = open_app("Probe your text")
     at.selectbox(key="probe_run").set_value("atwu")
     at = probe(at, answer)
     table = at.dataframe[0].value
@@ -238,7 +238,7 @@ def test_probe_shows_recorded_conflict_for_a_probe_example(lab, fake_probe):
 
 
 def test_probe_errors_are_messages_not_tracebacks(lab, fake_probe, monkeypatch):
-    at = probe(open_app("Probe your own text"), "   ")
+    at = probe(open_app("Probe your text"), "   ")
     assert [e.value for e in at.error] == ["Type an answer to score."]
     at = probe(at, "boom")
     assert (
@@ -424,13 +424,13 @@ def load_methods(at: AppTest) -> AppTest:
 
 @pytest.fixture
 def experiment(fake_cli):
-    """The "Run a new experiment" view with the fake CLI's method table already cached."""
+    """The "New run" view with the fake CLI's method table already cached."""
     jobs.write_methods(fake_cli.new, jobs.normalise_methods(fake_runs.METHODS_TABLE))
-    return open_app("Run a new experiment")
+    return open_app("New run")
 
 
 def test_launch_a_run_and_see_it_finish(fake_cli):
-    at = load_methods(open_app("Run a new experiment"))  # the real path: a subprocess, cached
+    at = load_methods(open_app("New run"))  # the real path: a subprocess, cached
     assert jobs.read_methods(fake_cli.new) == jobs.normalise_methods(fake_runs.METHODS_TABLE)
     assert at.selectbox(key="exp_method").options == [
         "atwu: learned weights",
@@ -546,7 +546,7 @@ def test_real_model_not_installed_shows_the_pip_command(experiment, monkeypatch)
 
 def test_failing_method_list_is_reported(fake_cli, monkeypatch):
     monkeypatch.setenv("ATWU_CLI_MODULE", "no_such_module_anywhere")
-    at = load_methods(open_app("Run a new experiment"))
+    at = load_methods(open_app("New run"))
     assert "exited with code 1" in at.error[0].value
     assert "No module named no_such_module_anywhere" in at.error[0].value
 
@@ -569,7 +569,7 @@ def test_bundled_method_table_is_the_cli_output(capsys):
 def test_experiment_form_is_ready_without_running_the_cli(lab, monkeypatch):
     # A CLI that cannot run proves the table came from the committed file, not a subprocess.
     monkeypatch.setenv("ATWU_CLI_MODULE", "no_such_module_anywhere")
-    at = open_app("Run a new experiment")
+    at = open_app("New run")
     bundled = json.loads(jobs.METHODS_FILE.read_text())
     options = at.selectbox(key="exp_method").options
     assert len(options) == len(bundled)
@@ -584,7 +584,7 @@ def test_malformed_method_file_is_named_and_the_fallback_offered(lab, monkeypatc
     bad = lab.root / "methods.json"
     bad.write_text('{"methods": []}')
     monkeypatch.setenv("ATWU_METHODS_FILE", str(bad))
-    at = open_app("Run a new experiment")
+    at = open_app("New run")
     assert f"{bad}: not a valid method table (the method table is empty)" in at.error[0].value
     assert any(b.key == "exp_load_methods" for b in at.button)
 

@@ -437,7 +437,7 @@ def test_example_auroc_nearest_snapshot_and_shared_positions():
     assert viz.nearest_snapshot([0, 5, 10], 10) == 10
     assert viz.nearest_snapshot([5, 10], 2) == 5
     df["char_start"], df["char_end"] = [0, 2, 4, 6], [1, 3, 5, 7]
-    assert viz.shared_positions(df, [{"start": 2, "end": 7}]) == {1, 3}  # c is a fact token
+    assert viz.shared_positions(df, [{"start": 2, "end": 5}]) == {1, 2}
 
 
 def test_scale_range_absolute_row_and_diverging():
