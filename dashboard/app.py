@@ -444,10 +444,10 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
             st.dataframe(
                 pd.DataFrame(
                     {
-                        "run": [labels[p] for p in paths],
+                        "run": [labels[p] for p in ok["path"]],
                         "run id": list(ok["run_id"]),
                         "status": list(ok["status"]),
-                        "folder": paths,
+                        "folder": list(ok["path"]),
                     }
                 ),
                 key="run_ids",
@@ -1215,10 +1215,7 @@ def main() -> None:
             loaded[labels[path]] = run
     st.session_state["_run_ids"] = {k: r.run_id for k, r in loaded.items()}
     if table.empty:
-        st.info(
-            "No runs found. Add a runs folder in the sidebar, or start one in "
-            "'New run'."
-        )
+        st.info("No runs found. Add a runs folder in the sidebar, or start one in 'New run'.")
     bench = benchmark_index()
     tabs = st.tabs(TABS, key="view", on_change="rerun")
     views = (

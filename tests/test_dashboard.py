@@ -86,9 +86,22 @@ def names(spec: dict) -> list[str]:
     return [t.get("name") for t in spec["data"]]
 
 
-def expected_colors(runs_dir: Path, run_id: str, example: str, step: int) -> list[str]:
+def expected_colors(
+    runs_dir: Path, run_id: str, example: str, step: int, scale: str = "row"
+) -> list[str]:
+    """The colours a run's row should show, on the token view's default per-row scale."""
     tw = runs.load_run(runs_dir / run_id).token_weights
-    return [viz.weight_color(w) for w in viz.example_tokens(tw, example, step)["weight"]]
+    weights = list(viz.example_tokens(tw, example, step)["weight"])
+    lo, hi = viz.scale_range(weights, scale)
+    return [viz.weight_color_on(w, lo, hi, scale) for w in weights]
+
+
+def comparison_rows(at: AppTest) -> dict[str, str]:
+    """The first screen's rows: {row label: that row's HTML}, the ground truth last."""
+    body = html_with(at, "atwu-compare")
+    rows = body.split('class="atwu-row"')[1:]
+    labels = [re.search(r'data-method="[^"]*"><?[^>]*>?.*?<b>(.*?)</b>', r).group(1) for r in rows]
+    return dict(zip(labels, rows, strict=True))
 
 
 # ----------------------------------------------------------------------------- token view
@@ -109,8 +122,10 @@ def test_opens_on_the_token_view_of_the_atwu_run(lab):
     assert any(c.value.endswith("Run id `fake-atwu-s0`.") for c in at.caption)  # traceable
     assert at.selectbox(key="tv_example").value == "a001-q00"
     assert at.select_slider(key="tv_step").value == 20  # the last snapshot
-    tokens_html = html_with(at, "atwu-tokens")
-    assert backgrounds(tokens_html) == expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 20)
+    rows = comparison_rows(at)
+    # ATWU first, then the baselines that exist here, the ground truth last
+    assert list(rows) == ["atwu", "wga", "satimp", "seul", "ground truth"]
+    assert backgrounds(rows["atwu"]) == expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 20)
     assert "Where was Elena Marquez born?" in html_with(at, "Question:")
     example = at.selectbox(key="tv_example")
     assert example.format_func("a001-q00") == "a001-q00: Where was Elena Marquez born?"
@@ -132,7 +147,7 @@ def test_question_hidden_when_the_benchmark_has_another_answer_for_the_id(lab):
 def test_step_slider_replays_the_weights(lab):
     at = open_app()
     at.select_slider(key="tv_step").set_value(0).run()
-    at0 = backgrounds(html_with(at, "atwu-tokens"))
+    at0 = backgrounds(comparison_rows(at)["atwu"])
     assert at0 == expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 0)
     assert at0 != expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 20)
     assert "snapshot" in at.select_slider(key="tv_step").label.lower()
@@ -141,40 +156,143 @@ def test_step_slider_replays_the_weights(lab):
 def test_example_choice_escapes_token_text(lab):
     at = open_app()
     at.selectbox(key="tv_example").set_value("a002-q00").run()
-    html = html_with(at, "atwu-tokens")
-    assert "> marine</span>" in html and "> &lt;b&gt;</span>" in html and "<b>" not in html
+    html = comparison_rows(at)["atwu"]
+    assert '"> marine<span class="atwu-card">' in html
+    assert '"> &lt;b&gt;<span class="atwu-card">' in html
+    assert '"> <b><span' not in html and "token <b>␣&lt;b&gt;</b>" in html  # hover card escaped
     assert backgrounds(html) == expected_colors(lab.runs, "fake-atwu-s0", "a002-q00", 20)
 
 
-def test_heatmap_side_by_side_and_download(lab):
+def test_heatmap_rows_and_download(lab):
     at = open_app()
     heat = chart(at, "tv_heatmap")
     assert names(heat)[1] == "ground-truth span"
     assert heat["data"][0]["y"] == ["a001-q00", "a001-q01", "a002-q00"]
-    side = html_with(at, "ground truth (spans)")
-    for method in ("atwu", "wga", "satimp", "seul", "oracle_mask"):
-        assert f"{method} (step 20)" in side
-    assert "grad_diff" not in side  # not one of the compared methods by default
+    rows = comparison_rows(at)
+    assert "grad_diff" not in rows and "oracle_mask" not in rows  # not first-screen methods
     assert at.multiselect(key="tv_compare").value[0] == "atwu"
     download = at.get("download_button")
-    assert [d.proto.label for d in download] == ["Download the token view (HTML)"]
+    assert [d.proto.label for d in download] == ["Download this comparison (HTML)"]
 
 
-def test_run_switch_keeps_a_valid_example_and_step(lab):
+@pytest.fixture
+def controls(lab):
+    """The two controls next to the fake runs; the oracle has fewer snapshots (0 and 20)."""
+    write_fake_run(lab.runs, "atwu_frozen", run_id="fake-atwu_frozen-s0")
+    write_fake_run(lab.runs, "oracle_saturated", run_id="fake-oracle-s0", snapshot_every=20)
+    return lab
+
+
+def test_first_screen_is_the_comparison_with_controls_and_ground_truth(controls):
+    at = open_app()
+    rows = comparison_rows(at)
+    assert list(rows) == [
+        "atwu",
+        "atwu_frozen",
+        "oracle_saturated",
+        "wga",
+        "satimp",
+        "seul",
+        "ground truth",
+    ]
+    # each method row: its colour swatch from the one table, its step and per-example AUROC
+    for method in ("atwu", "atwu_frozen", "wga"):
+        assert viz.method_style(method)["color"] in rows[method]
+        assert "step 20 · span AUROC" in rows[method]
+    tw = runs.load_run(controls.runs / "fake-atwu-s0").token_weights
+    frame = viz.example_tokens(tw, "a001-q00", 20)
+    assert f"span AUROC {viz.example_auroc(frame):.2f}" in rows["atwu"]
+    # the ground truth: span tokens dark, the rest pale
+    truth = [viz.weight_color(float(x)) for x in frame["in_span"]]
+    assert backgrounds(rows["ground truth"]) == truth
+    assert "Colour scale: per row" in html_with(at, "atwu-compare")
+    # every row follows the slider; the oracle has no step 10 and says what it shows instead
+    at.select_slider(key="tv_step").set_value(10).run()
+    rows = comparison_rows(at)
+    assert "step 10 · span AUROC" in rows["atwu"]
+    assert "step 0: its nearest snapshot" in rows["oracle_saturated"]
+    assert backgrounds(rows["wga"]) == expected_colors(controls.runs, "fake-wga-s0", "a001-q00", 10)
+
+
+def test_colour_scale_choice_is_named_in_the_legend(lab):
+    at = open_app()
+    at.radio(key="tv_scale").set_value("absolute").run()
+    assert "Colour scale: absolute 0–1" in html_with(at, "atwu-compare")
+    assert backgrounds(comparison_rows(at)["atwu"]) == expected_colors(
+        lab.runs, "fake-atwu-s0", "a001-q00", 20, "absolute"
+    )
+    at.radio(key="tv_scale").set_value("diverging").run()
+    assert "Colour scale: diverging around 0.5" in html_with(at, "atwu-compare")
+    assert at.query_params["scale"] == "diverging"
+
+
+def test_play_replays_the_snapshots_and_stops_at_the_last(lab):
+    at = open_app()
+    assert at.select_slider(key="tv_step").value == 20
+    at.button(key="tv_play").click().run()  # at the last step: play starts over from step 0
+    assert at.select_slider(key="tv_step").value == 0
+    assert at.button(key="tv_play").label == "⏸ Pause"
+    at.run()  # a tick of the play timer
+    assert at.select_slider(key="tv_step").value == 10
+    assert "step 10 · span AUROC" in comparison_rows(at)["wga"]
+    at.run()
+    assert at.select_slider(key="tv_step").value == 20
+    at.run()
+    assert at.select_slider(key="tv_step").value == 20  # stopped at the end
+    assert at.button(key="tv_play").label == "▶ Play"
+    assert not at.exception
+
+
+def test_run_switch_keeps_the_last_step_or_the_nearest_snapshot(lab):
     write_fake_run(lab.runs, "wga", run_id="short", seed=1, total_steps=4, snapshot_every=2)
     at = open_app()
-    at.select_slider(key="tv_step").set_value(10).run()
-    at.multiselect(key="tv_compare").set_value(["atwu"]).run()
-    side = html_with(at, "ground truth (spans)")
-    assert side.count('class="atwu-tokens"') == 2  # the one picked run + the ground truth
     assert "wga s0" in at.selectbox(key="tv_run").options  # two wga runs: the seed tells them apart
     at.selectbox(key="tv_run").set_value("wga s1").run()
     assert not at.exception
-    assert at.select_slider(key="tv_step").value == 4
+    assert at.select_slider(key="tv_step").value == 4  # was at the last step: stays at the last
     assert at.multiselect(key="tv_compare").value[0] == "wga s1"  # a new run: default comparison
-    assert backgrounds(html_with(at, "atwu-tokens")) == expected_colors(
+    assert backgrounds(comparison_rows(at)["wga s1"]) == expected_colors(
         lab.runs, "short", "a001-q00", 4
     )
+    at.select_slider(key="tv_step").set_value(2).run()
+    at.selectbox(key="tv_run").set_value("atwu").run()
+    assert at.select_slider(key="tv_step").value == 0  # no step 2 here: the nearest earlier one
+    at.select_slider(key="tv_step").set_value(20).run()
+    at.selectbox(key="tv_example").set_value("a002-q00").run()
+    assert at.select_slider(key="tv_step").value == 20
+
+
+def test_url_parameters_restore_a_view_and_follow_it(lab):
+    at = AppTest.from_file(str(Path(TESTS).parent / "dashboard" / "app.py"), default_timeout=30)
+    at.query_params.update(run="fake-wga-s0", example="a002-q00", step="10", tab="token")
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="tv_run").value == "wga"
+    assert at.selectbox(key="tv_example").value == "a002-q00"
+    assert at.select_slider(key="tv_step").value == 10
+    assert next(iter(comparison_rows(at))) == "wga"
+    at.select_slider(key="tv_step").set_value(20).run()
+    assert at.query_params["run"] == "fake-wga-s0"
+    assert at.query_params["step"] == "20"
+    assert at.query_params["example"] == "a002-q00"
+    assert at.query_params["dataset"] == "builtin" and at.query_params["tab"] == "token"
+    # another tab in the link
+    at = AppTest.from_file(str(Path(TESTS).parent / "dashboard" / "app.py"), default_timeout=30)
+    at.query_params.update(tab="alignment", run="no-such-run")
+    at.run()
+    assert not at.exception
+    assert at.session_state["view"] == "Alignment"
+
+
+def test_only_finished_runs_unless_asked_and_a_new_run_never_takes_over(lab):
+    write_fake_run(lab.runs, "atwu", run_id="zz-running", seed=3, finish=False)
+    at = open_app()
+    sidebar = at.multiselect(key="selected_runs")
+    assert str(lab.runs / "zz-running") not in sidebar.options
+    assert at.selectbox(key="tv_run").value == "atwu s0"  # the finished ATWU run
+    at.toggle(key="show_unfinished").set_value(True).run()
+    assert str(lab.runs / "zz-running") in at.multiselect(key="selected_runs").value
+    assert at.selectbox(key="tv_run").value == "atwu s0"  # the view stays where it was
 
 
 # ----------------------------------------------------------------------------- probe
