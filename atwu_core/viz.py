@@ -500,6 +500,26 @@ def side_by_side(
     )
 
 
+def extreme_tokens_html(tokens_df: pd.DataFrame, k: int = 5, *, weight_col: str = "weight") -> str:
+    """The k tokens with the highest and the k with the lowest weight, as escaped HTML lines
+    ("the tokens the scorer would forget" / "would leave alone")."""
+    df = tokens_df[pd.to_numeric(tokens_df[weight_col], errors="coerce").notna()]
+    ranked = df.sort_values(weight_col, ascending=False, kind="stable")
+    k = min(k, len(ranked))
+
+    def items(rows: pd.DataFrame) -> str:
+        return ", ".join(
+            f"<code>{html.escape(visible_token(t))}</code> {float(w):.2f}"
+            for t, w in zip(rows["token"], rows[weight_col], strict=True)
+        )
+
+    return (
+        '<div class="atwu-extremes" style="margin:6px 0">'
+        f"<b>Pushed on hardest:</b> {items(ranked.head(k))}<br>"
+        f"<b>Left alone most:</b> {items(ranked.tail(k).iloc[::-1])}</div>"
+    )
+
+
 def example_auroc(tokens_df: pd.DataFrame, *, score_col: str = "weight") -> float | None:
     """AUROC of one example's token scores against `in_span` (tokens in the loss only): the
     chance a fact token outranks a non-fact token, ties counted half (Mann–Whitney, no sklearn).
@@ -1323,7 +1343,7 @@ def leaderboard_summary(
     the end), `runs` = number of runs, each metric as mean ± sd text (`format_mean_sd`).
 
     Returns (table of strings, {column: the method label holding its best mean}); the best is
-    picked among methods only, for columns of `METRIC_DIRECTIONS`.
+    picked among methods only (not controls or references), for columns of `METRIC_DIRECTIONS`.
     """
     df = board.copy()
     is_ref = (
@@ -1344,7 +1364,8 @@ def leaderboard_summary(
         for col in columns:
             vals = pd.to_numeric(g[col], errors="coerce").dropna().tolist() if col in g else []
             out[col] = format_mean_sd(vals)
-            if vals and not ref:
+            # controls (frozen weights, the true spans) are yardsticks, not contenders
+            if vals and not ref and method_style(name)["kind"] != "control":
                 means.setdefault(col, {})[name] = sum(vals) / len(vals)
         rows.append(out)
     best = {}

@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
 from atwu_core import runs, viz  # noqa: E402
 from dashboard import jobs, teaching  # noqa: E402
 
+SCORER_FILE = "scorer.safetensors"  # a run's trained token scorer (ATWU and its plug-ins)
 # Short labels: all seven fit in one row at 1024 px.
 TABS = (
     "Token view",
@@ -70,6 +71,24 @@ FULL_MODEL_METHODS = ("full", "finetune", "none")
 TRADEOFF_DEFAULTS = {
     "tr_x": ("model_utility", "rwku/neighbor_avg_rougeL"),
     "tr_y": ("forget_quality", "rwku/forget_avg_rougeL"),
+}
+# The leaderboard's default columns (all fit at 1024 px), with short headers; "All columns"
+# shows every metric.
+LEADERBOARD_COLUMNS = (
+    "forget_quality",
+    "model_utility",
+    "span/auroc",
+    "selectivity",
+    "forget/span_token_acc",
+    "forget/other_token_acc",
+)
+LEADERBOARD_SHORT = {
+    "forget_quality": "forget quality",
+    "model_utility": "utility",
+    "span/auroc": "span AUROC",
+    "selectivity": "selectivity",
+    "forget/span_token_acc": "fact acc ↓",
+    "forget/other_token_acc": "shared acc ↑",
 }
 # Starting models offered by the run launcher: a folder (the tiny sample models), or SmolLM2.
 MODEL_FOLDER = "Model folder"
@@ -687,15 +706,30 @@ def _questions(tw: pd.DataFrame, bench: dict[str, dict]) -> dict[str, str]:
     }
 
 
+def has_scorer(run: runs.Run) -> bool:
+    """The run saved a trained token scorer (ATWU and its plug-ins): only those can probe."""
+    return (run.path / SCORER_FILE).is_file()
+
+
 def probe_view(loaded: dict[str, runs.Run]) -> None:
     teach("probe")
-    if not loaded:
-        st.info("Select a run in the sidebar to probe its model.")
+    scorers = {k: r for k, r in loaded.items() if has_scorer(r)}
+    if not scorers:
+        st.info(
+            "None of the selected runs has a trained token scorer "
+            f"(`{SCORER_FILE}`: ATWU and its plug-ins save one). Select such a run in the sidebar."
+        )
         return
-    names = list(loaded)
+    names = list(scorers)
     if st.session_state.get("probe_run") not in names:
-        st.session_state["probe_run"] = preferred_run(loaded)
-    run_label = st.selectbox("Run whose model scores the text", names, key="probe_run")
+        st.session_state["probe_run"] = preferred_run(scorers)
+    run_label = st.selectbox(
+        "Run whose scorer weighs the text",
+        names,
+        key="probe_run",
+        help=f"Only runs with a trained scorer are listed ({len(loaded) - len(scorers)} "
+        "selected run(s) without one are left out).",
+    )
     st.caption(f"Run id `{loaded[run_label].run_id}`.")
     question = st.text_input("Question", key="probe_q", placeholder="Where was Elena Marquez born?")
     answer = st.text_area(
@@ -704,7 +738,7 @@ def probe_view(loaded: dict[str, runs.Run]) -> None:
     if st.button("Score the answer's tokens", key="probe_go"):
         st.session_state.pop("probe_result", None)
         if not answer.strip():
-            st.error("Type an answer to score.")
+            st.info("Type an answer above first: its tokens are what the scorer weighs.")
         else:
             with st.spinner("Loading the model and scoring (imports torch the first time)..."):
                 result, error = _score_text(loaded[run_label].path, question, answer)
@@ -715,7 +749,9 @@ def probe_view(loaded: dict[str, runs.Run]) -> None:
     saved = st.session_state.get("probe_result")
     if saved and saved[:3] == (run_label, question, answer):
         df = _with_conflict(saved[3], loaded[run_label].token_weights, answer)
-        st.html(viz.token_html(df))
+        # Free text has no ground truth: no span outlines, and the legend does not promise any.
+        st.html(viz.token_html(df, spans=False))
+        st.html(viz.extreme_tokens_html(df))
         model = saved[3].attrs.get("model")
         if model:
             # The scorer was trained on the model as it was being unlearned: say which one scored.
@@ -760,31 +796,115 @@ def _with_conflict(df: pd.DataFrame, tw: pd.DataFrame | None, answer: str) -> pd
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _alignment(
-    picked: tuple[tuple[str, str], ...], highlight: tuple[str, ...], sig: tuple
+    picked: tuple[tuple[str, str, str], ...], highlight: tuple[str, ...], sig: tuple
 ) -> tuple:
-    """(table, ROC/PR figure, weight boxes, AUROC over steps) for (label, run path) pairs.
+    """(table, ROC/PR figure, weight boxes, AUROC over steps) for (label, run path, method).
 
     Slow on first sight (sklearn's import, then one `span_alignment` per run and snapshot: ~0.7 s
     per sample run on 2 cores), so cached; `sig` (the token_weights files' mtimes and sizes)
     makes a rewritten run count as new.
     """
     frames = {}
-    for label, path in picked:
+    for label, path, _ in picked:
         run, error = load_run(path)
         if error:
             raise ValueError(error)
         frames[label] = run.token_weights
+    method_of = {label: method for label, _, method in picked}
     table = viz.alignment_table(frames)
     final = {k: tw[tw["step"] == tw["step"].max()] for k, tw in frames.items()}
     return (
         table.rename(columns={"name": "run"}),
-        viz.alignment_curves(final, highlight=highlight),
+        viz.alignment_curves(final, highlight=highlight, method_of=method_of),
         viz.weight_distributions(final),
-        viz.alignment_over_steps(table, highlight=highlight),
+        viz.alignment_over_steps(table, highlight=highlight, method_of=method_of),
     )
 
 
+# The ranking's label choice: eval.json key prefix -> what it measures.
+SPAN_LABELS = {
+    "span": "fact spans, all answer tokens",
+    "span/no_end": "fact spans, without the end-of-answer token",
+    "span/retain_label": "second label: tokens the retain model finds surprising",
+}
+
+
+def alignment_ranking(loaded: dict[str, runs.Run]) -> None:
+    """Final-step span AUROC of every method (eval.json, all forget rows), seeds pooled, with
+    the score-only references as hatched grey bars; then the per-field breakdown."""
+    evaluated = {
+        k: r
+        for k, r in loaded.items()
+        if r.eval and runs.eval_value(r.eval, "span/auroc") is not None
+    }
+    if not evaluated:
+        st.info(
+            "None of the selected runs has span metrics in its eval.json (`span/auroc`): "
+            "evaluate a run to rank it. The details below use the probe examples."
+        )
+        return
+    st.subheader("Who matches the fact spans best?")
+    prefix = st.radio(
+        "Label",
+        list(SPAN_LABELS),
+        format_func=SPAN_LABELS.get,
+        key="al_label",
+        horizontal=True,
+        help="Which tokens count as the ones to forget. The end-of-answer token is easy to "
+        "single out and not a fact; the second label asks whether a method finds what the "
+        "retain model (never trained on the forget set) finds surprising.",
+    )
+    by_method: dict[str, list[float]] = {}
+    for r in evaluated.values():
+        value = runs.eval_value(r.eval, f"{prefix}/auroc")
+        if value is not None:
+            by_method.setdefault(r.method, []).append(value)
+    entries = [{"name": m, "method": m, "values": v} for m, v in by_method.items()]
+    # Score-only references (no unlearning method): from the ATWU runs' evaluation.
+    source = [r for r in evaluated.values() if r.method == "atwu"] or list(evaluated.values())
+    if prefix == "span":
+        for key, name in viz.SCORE_REFERENCES.items():
+            values = [runs.eval_value(r.eval, f"span/ref/{key}/auroc") for r in source]
+            values = [v for v in values if v is not None]
+            if values:
+                entries.append({"name": name, "reference": True, "values": values})
+    plot(viz.span_ranking(entries), "al_ranking")
+    st.caption(teaching.VIEWS["ranking"])
+    fields = sorted(
+        {
+            key.split("/")[2]
+            for r in evaluated.values()
+            for key in r.eval.get("metrics", {})
+            if key.startswith("span/field/") and key.endswith("/auroc")
+        }
+    )
+    if fields:
+        table = pd.DataFrame(
+            {
+                f: {
+                    m: _mean(
+                        [
+                            runs.eval_value(r.eval, f"span/field/{f}/auroc")
+                            for r in evaluated.values()
+                            if r.method == m
+                        ]
+                    )
+                    for m in by_method
+                }
+                for f in fields
+            }
+        )
+        plot(viz.field_breakdown(table), "al_fields")
+
+
+def _mean(values: list[float | None]) -> float:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
 def alignment_view(loaded: dict[str, runs.Run]) -> None:
+    alignment_ranking(loaded)
+    st.subheader("Details: the probe examples at every snapshot")
     teach("alignment")
     with_tw = with_token_weights(loaded)
     if not with_tw:
@@ -794,8 +914,8 @@ def alignment_view(loaded: dict[str, runs.Run]) -> None:
     if not chosen:
         st.info("Pick at least one run.")
         return
-    picked = tuple((k, str(with_tw[k].path)) for k in chosen)
-    sig = _stat_sig([Path(p) / runs.TOKEN_WEIGHTS for _, p in picked])
+    picked = tuple((k, str(with_tw[k].path), with_tw[k].method) for k in chosen)
+    sig = _stat_sig([Path(p) / runs.TOKEN_WEIGHTS for _, p, _ in picked])
     with st.spinner(f"Scoring span alignment of {len(picked)} run(s) at every snapshot..."):
         try:
             table, curves, dist, steps = _alignment(
@@ -805,12 +925,12 @@ def alignment_view(loaded: dict[str, runs.Run]) -> None:
             st.error(f"Span alignment cannot be computed: {e}")
             return
     table.insert(1, "method", table["run"].map(lambda k: with_tw[k].method))
-    st.markdown("**AUROC and average precision per run and snapshot step**")
-    st.dataframe(table, key="al_table", hide_index=True)
-    st.caption("Curves and distributions use each run's last snapshot.")
+    st.caption("Curves and distributions use each run's last snapshot of the probe examples.")
     plot(curves, "al_curves")
-    plot(dist, "al_dist")
     plot(steps, "al_steps")
+    plot(dist, "al_dist")
+    with st.expander("AUROC and average precision per run and snapshot step"):
+        st.dataframe(table, key="al_table", hide_index=True)
 
 
 def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
@@ -827,13 +947,17 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
                 )
             metric = st.selectbox("Metric", keys, key="cv_metric")
             st.caption(teaching.describe_metric(metric))
-            plot(viz.training_curves(picked, metric, highlight=highlighted(loaded)), "cv_curves")
+            method_of = {k: loaded[k].method for k in picked}
+            fig = viz.training_curves(
+                picked, metric, highlight=highlighted(loaded), method_of=method_of
+            )
+            plot(fig, "cv_curves")
         else:
             st.info("The chosen runs logged no numeric metrics.")
     else:
         st.info("None of the selected runs has logged metrics (metrics.jsonl) yet.")
 
-    st.subheader("Leaderboard and trade-off")
+    st.subheader("Trade-off and leaderboard")
     teach("tradeoff")
     finished = table[(table["error"].isna()) & (table["status"] == "finished")]
     labels = label_runs(finished)
@@ -843,7 +967,10 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
     if board.empty or not numeric:
         st.info("No finished run has eval.json metrics yet.")
         return
-    board.insert(0, "run", [label for label, run in done.items() if run.eval])  # unique
+    evaluated = [label for label, run in done.items() if run.eval]
+    board.insert(0, "run", evaluated)  # unique
+    refs = dict(zip(finished["path"], finished["reference"], strict=True))
+    board.insert(3, "reference", [bool(refs[str(done[k].path)]) for k in evaluated])
     # TOFU's axes first; an RWKU-only board has neither, so its own pair comes next.
     for key, defaults in TRADEOFF_DEFAULTS.items():
         if st.session_state.get(key) not in numeric:
@@ -854,7 +981,32 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
     y = c2.selectbox("y axis", numeric, key="tr_y", help=y_help)
     plot(viz.tradeoff_scatter(board, x=x, y=y, label="run"), "tr_scatter")
     teach("leaderboard")
-    st.dataframe(board, key="leaderboard", hide_index=True)
+    everything = st.toggle("All columns", key="lb_all", help="Every metric of eval.json.")
+    columns = numeric if everything else [c for c in LEADERBOARD_COLUMNS if c in numeric]
+    columns = columns or numeric
+    summary, best = viz.leaderboard_summary(board, columns)
+    st.dataframe(
+        _styled_leaderboard(summary, best),
+        key="leaderboard",
+        hide_index=True,
+        column_config={
+            c: st.column_config.TextColumn(
+                LEADERBOARD_SHORT.get(c, c), help=teaching.describe_metric(c)
+            )
+            for c in columns
+        },
+    )
+    st.caption(
+        "One row per method: mean ± sd over its runs (seeds); ★ = the best method in that "
+        "column (reference models excluded). Seed-by-seed numbers: 'Every run' below; the "
+        "study's figures: docs/RESULTS.md."
+    )
+    with st.expander("Every run"):
+        st.dataframe(
+            board.style.format(lambda v: viz.format_mean_sd([v]), subset=numeric),
+            key="leaderboard_runs",
+            hide_index=True,
+        )
     with st.expander("What do the columns mean?"):
         st.markdown("\n".join(f"- **{c}**: {teaching.describe_metric(c)}" for c in numeric))
     d1, d2 = st.columns(2)
@@ -868,6 +1020,24 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
         "application/json",
         key="lb_json",
     )
+
+
+def _styled_leaderboard(summary: pd.DataFrame, best: dict[str, str]) -> Any:
+    """ATWU's row tinted in its colour, the best cell per column starred and bold."""
+    shown = summary.copy()
+    for col, method in best.items():
+        i = shown.index[shown["method"] == method][0]
+        shown.loc[i, col] = "★ " + shown.loc[i, col]
+    tint = viz.method_style("atwu")["color"] + "22"  # 13 % opacity
+
+    def row_style(row: pd.Series) -> list[str]:
+        base = f"background-color:{tint};font-weight:600" if row["method"] == "atwu" else ""
+        return [base for _ in row]
+
+    def cell_style(value: Any) -> str:
+        return "font-weight:700" if isinstance(value, str) and value.startswith("★") else ""
+
+    return shown.style.apply(row_style, axis=1).map(cell_style)
 
 
 def generations_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:

@@ -15,31 +15,51 @@ Most methods push the *whole* answer away (gradient ascent on every token). But 
 authors ("was born in"). Pushing on those damages the model.
 
 **ATWU** (Alternating Token-Weighted Unlearning) learns, with no labels, a weight *g* in (0, 1)
-for each token: a tiny linear scorer on the model's hidden state. Tokens whose loss can rise
-without the retain data pulling them back get weight; shared words do not. The model step and the
-scorer step alternate (METHOD.md §1).
+for each token: a tiny linear scorer on the model's hidden state. The aim: weight the tokens whose
+loss can rise without the retain data pulling them back, not the shared words. The model step and
+the scorer step alternate (METHOD.md §1).
 
-This dashboard shows those weights token by token, compares them with the ground-truth fact spans
-and with heuristic weightings (WGA, SatImp, SEUL), and compares how well each method forgets.
+Two controls say what the learned weights add: **atwu_frozen** is ATWU's loss with every weight
+fixed at 0.5, **oracle_saturated** the same loss with the true fact spans as weights. On the
+built-in benchmark ATWU's weights do rank fact tokens above the rest, but ATWU keeps the forget
+answers' shared words no better than the frozen control, while the oracle keeps most of them: the
+learned weights are not (yet) what spares the shared words. The seed study's numbers are in
+docs/RESULTS.md.
+
+This dashboard shows the weights token by token next to the controls, the ground-truth fact
+spans and heuristic weightings (WGA, SatImp, SEUL), and compares how well each method forgets.
 """
 
 VIEWS = {
     "token": (
         "Each box is one token of a forget answer. **Colour = the method's weight** for that token "
-        "(pale = ignored, dark = pushed on hardest); **cyan outline = the token is part of a "
-        "ground-truth fact** the model should forget. A good token weighting colours the outlined "
-        "tokens dark and leaves the rest pale. Hover a token for its numbers: the NLL (how "
-        "surprised the model is by the token) before unlearning → at this step; higher after = "
-        "more forgotten. Move the step slider to replay training."
+        "(pale = ignored, dark = pushed on hardest; the legend names the colour scale); **cyan "
+        "outline = the token is part of a ground-truth fact** the model should forget, dashed "
+        "orange = a value other authors share. A good token weighting colours the outlined tokens "
+        "dark and leaves the rest pale. Hover a token for its numbers: the NLL (how surprised the "
+        "model is by the token) before unlearning → at this step; higher = more forgotten. Press "
+        "Play or move the slider to replay training. Ranking tokens well is not the same as "
+        "sparing the shared words: the frozen control's row and the leaderboard tell that apart."
     ),
     "heatmap": (
         "Every probe example (rows) and answer position (columns) at the chosen step. Cyan squares "
         "mark ground-truth span tokens; hover a cell to see its token."
     ),
     "side_by_side": (
-        "The same answer under several methods, each at its last snapshot. WGA and SatImp derive "
-        "weights from the token's probability, SEUL picks surprising tokens, the oracle uses the "
-        "true spans (the upper bound), ATWU learns its weights. The last row is the ground truth."
+        "The same answer under several methods, all at the slider's step (a run without that "
+        "snapshot shows its nearest earlier one, and says so). ATWU learns its weights; "
+        "atwu_frozen is its control with every weight 0.5 (what ATWU's loss does without learned "
+        "weights); oracle_saturated uses the true spans (what a perfect weighting could do). WGA "
+        "and SatImp derive weights from the token's probability, SEUL picks surprising tokens. "
+        "The last row is the ground truth. Next to each run: its span AUROC on this example."
+    ),
+    "ranking": (
+        "Span AUROC of each method's final token weights on every forget answer (eval.json "
+        "`span/auroc`), mean ± sd over seeds. Hatched grey bars are scores, not methods: they "
+        "rank tokens by a number alone (the token's NLL, its rise, or the retain model's NLL), "
+        "with no unlearning. A weighting that ranks facts well need not keep the shared words: "
+        "compare `forget/other_token_acc` of atwu and atwu_frozen in the leaderboard "
+        "(docs/RESULTS.md has the seed study)."
     ),
     "probe": (
         "Type any question and answer: the selected run's model scores each answer token (for "
@@ -60,16 +80,19 @@ VIEWS = {
         "model must keep (should stay flat)."
     ),
     "tradeoff": (
-        "Each dot is a finished run. **Forget quality** (up is better) is a p-value: could the "
+        "Each point is a method (mean ± sd when it has several seeds; grey markers are the "
+        "reference models, targets rather than competitors, never on the front). **Forget quality** (up is better) is a p-value: could the "
         "unlearned model's answers come from a model that never saw the forget data? It is drawn "
         "on a log axis. **Model utility** (right is better) summarises how well the model still "
-        "does on everything else. The dashed line is the Pareto front: runs no other run beats on "
-        "both axes at once. RWKU runs have no forget quality: plot e.g. `rwku/forget_avg_rougeL` (down "
+        "does on everything else. The dashed line is the Pareto front: methods no other method "
+        "beats on both axes at once. RWKU runs have no forget quality: plot e.g. `rwku/forget_avg_rougeL` (down "
         "= forgotten) against `rwku/neighbor_avg_rougeL` (right = related knowledge kept)."
     ),
     "leaderboard": (
-        "Final metrics of every finished run, from eval.json (METHOD.md §3). Click a column header "
-        "to sort. `forget/*` lower = more forgotten; `retain/*`, `world_facts/*` and "
+        "Final metrics per method, from eval.json (METHOD.md §3): mean ± sd over its runs, ★ = best "
+        "method per column, ATWU's row tinted. `selectivity` and `shared acc` say whether a method "
+        "kept the forget answers' shared words; compare atwu with atwu_frozen. Click a column "
+        "header to sort. `forget/*` lower = more forgotten; `retain/*`, `world_facts/*` and "
         "`model_utility` higher = better kept; `forget_quality` higher = better. RWKU runs fill the "
         "`rwku/*` columns instead (see 'What do the columns mean?'); a cell is empty where a "
         "run's benchmark has no such metric."

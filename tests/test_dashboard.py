@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
-from apptest import html_with, open_app
+from apptest import html_with, open_app, table_with
 from fake_runs import (
     EXAMPLES,
     METHODS,
@@ -299,8 +299,11 @@ def test_only_finished_runs_unless_asked_and_a_new_run_never_takes_over(lab):
 
 
 @pytest.fixture
-def fake_probe(monkeypatch):
-    """Put a stand-in `atwu_core.probe` in sys.modules (AppTest runs the app in-process)."""
+def fake_probe(lab, monkeypatch):
+    """Put a stand-in `atwu_core.probe` in sys.modules (AppTest runs the app in-process); the
+    fake ATWU and WGA runs get a scorer file (probing needs a trained scorer)."""
+    for run_id in ("fake-atwu-s0", "fake-wga-s0"):
+        (lab.runs / run_id / "scorer.safetensors").write_bytes(b"fake")
     module = types.ModuleType("atwu_core.probe")
     calls = []
 
@@ -342,6 +345,20 @@ def test_probe_scores_and_renders_the_text(lab, fake_probe):
     assert "&lt;x&gt;" in html
     assert at.dataframe[0].value["token"].tolist() == ["Tom", " <x>", " paints"]
     assert any("fake/final-model" in c.value for c in at.caption)
+    assert "ground-truth fact span" not in html  # free text: no spans promised
+    extremes = html_with(at, "Pushed on hardest")
+    assert "<code>Tom</code> 1.00" in extremes and "&lt;x&gt;" in extremes
+
+
+def test_probe_lists_only_runs_with_a_trained_scorer(lab, fake_probe):
+    at = open_app("Probe your text")
+    assert sorted(at.selectbox(key="probe_run").options) == ["atwu", "wga"]
+    assert "4 selected run(s) without one" in at.selectbox(key="probe_run").help
+    for run_id in ("fake-atwu-s0", "fake-wga-s0"):
+        (lab.runs / run_id / "scorer.safetensors").unlink()
+    at = open_app("Probe your text")
+    assert "None of the selected runs has a trained token scorer" in at.info[0].value
+    assert not at.error
 
 
 def test_probe_shows_recorded_conflict_for_a_probe_example(lab, fake_probe):
@@ -357,7 +374,8 @@ def test_probe_shows_recorded_conflict_for_a_probe_example(lab, fake_probe):
 
 def test_probe_errors_are_messages_not_tracebacks(lab, fake_probe, monkeypatch):
     at = probe(open_app("Probe your text"), "   ")
-    assert [e.value for e in at.error] == ["Type an answer to score."]
+    assert not at.error  # a missing answer is a hint, not an error
+    assert "Type an answer above first" in at.info[0].value
     at = probe(at, "boom")
     assert (
         "Scoring failed for fake-atwu-s0: ValueError: run folder has no model/" in at.error[0].value
@@ -374,13 +392,14 @@ def test_probe_errors_are_messages_not_tracebacks(lab, fake_probe, monkeypatch):
 
 def test_alignment_table_curves_and_distributions(lab):
     at = open_app("Alignment")
-    table = at.dataframe[0].value
+    table = table_with(at, "run", "step", "auroc")
     assert len(table) == len(METHODS) * 3  # runs × snapshots (0, 10, 20)
     oracle = table[(table["run"] == "oracle_mask") & (table["step"] == 20)]
     assert oracle["auroc"].item() == 1.0
     assert set(table["method"]) == set(METHODS)
     curves = names(chart(at, "al_curves"))
-    assert "oracle_mask (AUROC 1.000)" in curves and "chance" in curves
+    assert "oracle_mask · AUROC 1.000 · AP 1.000" in curves and "chance" in curves
+    assert curves[0].startswith("atwu ·")  # ATWU first in the legend
     assert names(chart(at, "al_dist")) == ["in forget span", "outside spans"]
     assert len(names(chart(at, "al_steps"))) == len(METHODS)
 
@@ -402,15 +421,19 @@ def test_training_curves_per_run_and_metric_choice(lab):
 
 def test_leaderboard_tradeoff_and_downloads(lab):
     at = open_app("Curves & trade-offs")
-    board = at.dataframe[0].value
+    board = table_with(at, "run", "run_id")
     assert sorted(board["run"]) == sorted(METHODS)  # short names, the run id next to them
     assert sorted(board["run_id"]) == sorted(f"fake-{m}-s0" for m in METHODS)
     fq = runs.load_run(lab.runs / "fake-atwu-s0").eval_value("forget_quality")
     assert board.set_index("run").loc["atwu", "forget_quality"] == fq
     assert board.set_index("run").loc["atwu", "run_id"] == "fake-atwu-s0"
     scatter = chart(at, "tr_scatter")
-    assert names(scatter)[-1] == "Pareto front"
+    assert names(scatter)[-1] == "Pareto front (methods)"
+    assert names(scatter)[0] == "atwu"
     assert scatter["layout"]["yaxis"]["type"] == "log"
+    assert scatter["layout"]["yaxis"]["tickformat"] == ".0e"
+    summary = table_with(at, "method", "runs")
+    assert summary["method"].iloc[0] == "atwu"  # grouped by method, ATWU first
     labels = [d.proto.label for d in at.get("download_button")]
     assert labels == ["Download CSV", "Download JSON"]
 
@@ -418,7 +441,8 @@ def test_leaderboard_tradeoff_and_downloads(lab):
 def test_unfinished_runs_stay_out_of_the_leaderboard(lab):
     write_fake_run(lab.runs, "atwu", run_id="still-running", finish=False)
     at = open_app("Curves & trade-offs")
-    assert "still-running" not in set(at.dataframe[0].value["run_id"])
+    at.toggle(key="show_unfinished").set_value(True).run()  # listed, yet not on the leaderboard
+    assert "still-running" not in set(table_with(at, "run_id")["run_id"])
     # Two ATWU runs: the seed joins the name; same seed as fake-atwu-s0: numbered, oldest first.
     assert "atwu s0 #2" in names(chart(at, "cv_curves"))
     selected = at.multiselect(key="selected_runs")
@@ -571,7 +595,7 @@ def test_launch_a_run_and_see_it_finish(fake_cli):
     assert str(run_path) in at.multiselect(key="selected_runs").value  # joins the selection
     at.session_state["view"] = "Curves & trade-offs"
     at.run()
-    assert run_path.name in set(at.dataframe[0].value["run_id"])
+    assert run_path.name in set(table_with(at, "run_id")["run_id"])
 
 
 def test_hyperparameter_out_of_range_shows_the_cli_error(experiment):
@@ -758,14 +782,67 @@ def test_sample_runs_read_as_methods_with_quiet_defaults(sample_lab):
     assert not any("does not exist" in i.value for i in at.sidebar.info)
     sidebar = at.multiselect(key="selected_runs")
     labels = [sidebar.format_func(p) for p in sidebar.value]
-    assert len(labels) == 18 and len(set(labels)) == 18
+    assert len(labels) == 20 and len(set(labels)) == 20
     assert "atwu" in labels and "full model (before)" in labels  # finished: no status shown
     assert "retain model (target)" in labels
     picked = at.multiselect(key="al_runs")
     assert picked.value == ["atwu", "grad_diff", "wga", "satimp", "seul", "npo", "oracle_mask"]
-    table = at.dataframe[0].value
+    table = table_with(at, "run", "step", "auroc")
     assert set(table["run"]) == set(picked.value)
     assert table["auroc"].between(0, 1).all()
     at.session_state["view"] = "Generations"
     at.run()
     assert "full model (before)</" in html_with(at, "True answer")
+
+
+def test_one_colour_per_method_in_every_figure_even_after_a_run_is_added(lab):
+    def colours() -> dict[str, set[str]]:
+        seen: dict[str, set[str]] = {}
+        at = open_app("Curves & trade-offs")
+        for t in chart(at, "cv_curves")["data"]:
+            seen.setdefault(t["name"].split(" ")[0], set()).add(t["line"]["color"])
+        for t in chart(at, "tr_scatter")["data"]:
+            if "marker" in t and t["name"] in METHODS:
+                seen.setdefault(t["name"], set()).add(t["marker"]["color"])
+        at = open_app("Alignment")
+        for key in ("al_curves", "al_steps"):
+            for t in chart(at, key)["data"]:
+                if t["name"] != "chance":
+                    seen.setdefault(t["name"].split(" ")[0], set()).add(t["line"]["color"])
+        rows = comparison_rows(open_app())
+        for method in ("atwu", "wga", "satimp", "seul"):
+            assert viz.method_style(method)["color"] in rows[method]
+        return seen
+
+    before = colours()
+    for method in METHODS:
+        assert before[method] == {viz.method_style(method)["color"]}, method
+    write_fake_run(lab.runs, "npo", run_id="a-new-npo-run")
+    st.cache_data.clear()
+    after = colours()
+    assert {m: after[m] for m in METHODS} == before  # nobody changed colour
+    assert after["npo"] == {viz.method_style("npo")["color"]}
+
+
+def test_sample_runs_tradeoff_alignment_ranking_and_leaderboard(sample_lab):
+    at = open_app("Curves & trade-offs")
+    scatter = chart(at, "tr_scatter")
+    front = next(t for t in scatter["data"] if t["name"] == "Pareto front (methods)")
+    on_front = list(front["customdata"])
+    assert on_front and not {"full", "retain"} & set(on_front)  # no reference model
+    assert "atwu" in on_front  # ATWU's forget quality 0.99 is not beaten by a method
+    references = [t["name"] for t in scatter["data"] if t["name"].endswith("(reference)")]
+    assert sorted(references) == [
+        "full model (before) (reference)",
+        "retain model (target) (reference)",
+    ]
+    summary = table_with(at, "method", "runs")
+    assert {"selectivity", "forget/span_token_acc", "forget/other_token_acc"} <= set(summary)
+    at = open_app("Alignment")
+    bars = chart(at, "al_ranking")["data"][0]
+    labels = list(bars["y"])
+    assert "atwu" in labels and "oracle_saturated" in labels
+    assert any("score only" in label for label in labels)  # the score-only references
+    assert labels[-1] in ("oracle_saturated", "oracle_mask")  # the spans themselves rank first
+    fields = chart(at, "al_fields")["data"][0]
+    assert "birth_city" in list(fields["x"]) and next(iter(fields["y"])) == "atwu"

@@ -475,7 +475,7 @@ def test_comparison_rows_ground_truth_shared_spans_and_legend():
     assert found[0][0].startswith(f"background:{viz.weight_color(0.0)}")
     assert found[2][0].startswith(f"background:{viz.weight_color(1.0)}")
     assert "&lt;b&gt;" in out and "fact <b>name</b>" in out
-    assert "outline:2px dashed" in found[2][0]
+    assert "outline:3px dashed" in found[2][0]
     with pytest.raises(ValueError, match="scale must be one of"):
         viz.comparison_html(rows, base, scale="nope")
 
@@ -501,16 +501,17 @@ def test_span_ranking_bars_and_field_breakdown():
 def test_leaderboard_summary_groups_seeds_and_marks_the_best():
     board = pd.DataFrame(
         {
-            "method": ["atwu", "atwu", "wga", "retain"],
-            "run": ["atwu s0", "atwu s1", "wga", "retain model (target)"],
-            "reference": [False, False, False, True],
-            "forget_quality": [4e-16, 6e-16, 0.5, 1.0],
-            "forget/span_token_acc": [0.1, 0.3, 0.05, 0.9],
+            "method": ["atwu", "atwu", "wga", "oracle_saturated", "retain"],
+            "run": ["atwu s0", "atwu s1", "wga", "oracle_saturated", "retain model (target)"],
+            "reference": [False, False, False, False, True],
+            "forget_quality": [4e-16, 6e-16, 0.5, 0.9, 1.0],
+            "forget/span_token_acc": [0.1, 0.3, 0.05, 0.0, 0.9],
         }
     )
     table, best = viz.leaderboard_summary(board, ["forget_quality", "forget/span_token_acc"])
-    assert list(table["method"]) == ["atwu", "wga", "retain model (target)"]
-    assert list(table["runs"]) == [2, 1, 0]
+    assert list(table["method"]) == ["atwu", "wga", "oracle_saturated", "retain model (target)"]
+    assert list(table["runs"]) == [2, 1, 1, 0]
     assert table.loc[0, "forget_quality"] == "5.0e-16 ± 1.4e-16"
     assert table.loc[1, "forget_quality"] == "0.500"
-    assert best == {"forget_quality": "wga", "forget/span_token_acc": "wga"}  # not the reference
+    # neither the reference model nor the control counts as best
+    assert best == {"forget_quality": "wga", "forget/span_token_acc": "wga"}
