@@ -125,8 +125,8 @@ _SPARE_COLORS = ("#BB5566", "#004488", "#DDCC77", "#AA4499", "#88CCEE", "#44BB99
 _KIND_RANK = {"atwu": 0, "method": 1, "control": 2, "reference": 3, "score": 4}
 # Score-only references of the alignment ranking (eval.json `span/ref/<name>/auroc`).
 SCORE_REFERENCES = {
-    "nll": "ℓ_t: the token's NLL now (score only)",
-    "nll_rise": "NLL rise since step 0 (score only)",
+    "nll": "ℓ_t, NLL now (score only)",
+    "nll_rise": "NLL rise (score only)",
     "retain_nll": "retain-model NLL (score only)",
 }
 SCORE_REFERENCE_COLOR = "#BBBBBB"
@@ -1035,11 +1035,18 @@ def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.Series:
     return pd.Series(on_front, index=df.index, name="pareto", dtype=bool)
 
 
-def _log_axis(metric: str) -> dict:
-    """Plotly axis settings: p-values (forget quality) on a log axis, ticks like 1e-3."""
-    if metric in PVALUE_METRICS:
-        return {"type": "log", "dtick": 1, "tickformat": ".0e"}
-    return {"type": "linear"}
+def _log_axis(metric: str, values: Sequence[float] = ()) -> dict:
+    """Plotly axis settings: p-values (forget quality) on a log axis up to 1, ticks like 1e-3
+    (every decade, or every 2nd / 4th one when the values span many decades)."""
+    if metric not in PVALUE_METRICS:
+        return {"type": "linear"}
+    positive = [float(v) for v in values if v is not None and math.isfinite(v) and v > 0]
+    low = math.floor(math.log10(min(positive))) if positive else -6
+    low = min(low, -1)
+    decades = -low
+    dtick = 1 if decades <= 10 else 2 if decades <= 20 else 4
+    # p-values are at most 1: the axis ends just above, room for the labels
+    return {"type": "log", "dtick": dtick, "tickformat": ".0e", "range": [low - 0.5, 0.6]}
 
 
 def _aggregate(values: Sequence[float], log: bool) -> tuple[float, float, float]:
@@ -1141,11 +1148,15 @@ def tradeoff_scatter(
         else pd.Series(False, index=df.index)
     )
     means = method_means(df, x, y, method_col=color, reference_col=reference_col)
+    on_front = set(means.loc[pareto_front(means, x, y), "method"])
     fig = go.Figure()
     for row in means.to_dict("records"):
         style = method_style(row["method"])
         several = row["n"] > 1
-        text = row["method"] + (f" (n={row['n']})" if several else "")
+        # Printed labels for ATWU, the controls and the front; the legend names the rest, so
+        # a crowded corner stays readable.
+        labelled = style["kind"] != "method" or row["method"] in on_front
+        text = row["method"] + (f" (n={row['n']})" if several else "") if labelled else ""
         runs_text = html.escape(", ".join(row["runs"]))
         bars = {"type": "data", "symmetric": False, "visible": several, "thickness": 1.5}
         fig.add_trace(
@@ -1210,13 +1221,13 @@ def tradeoff_scatter(
         title=f"Trade-off: {y} vs {x} (up and right is better)",
         xaxis={
             "title": {"text": x + (" (log scale)" if x in PVALUE_METRICS else "")},
-            **_log_axis(x),
+            **_log_axis(x, pd.to_numeric(df[x], errors="coerce").tolist()),
         },
         yaxis={
             "title": {"text": y + (" (log scale)" if y in PVALUE_METRICS else "")},
-            **_log_axis(y),
+            **_log_axis(y, pd.to_numeric(df[y], errors="coerce").tolist()),
         },
-        height=520,
+        height=560,
         legend={"orientation": "h", "y": -0.18},
     )
     return fig
@@ -1249,7 +1260,11 @@ def span_ranking(entries: Sequence[Mapping[str, Any]], *, title: str | None = No
             y=labels,
             orientation="h",
             marker={"color": colors, "pattern": {"shape": patterns}, "line": {"width": 0}},
-            error_x={"type": "data", "array": [r["sd"] for r in rows], "visible": True},
+            error_x={
+                "type": "data",
+                "array": [r["sd"] for r in rows],
+                "visible": any(r["n"] > 1 for r in rows),
+            },
             text=[f"{r['mean']:.2f}" for r in rows],
             textposition="outside",
             cliponaxis=False,
@@ -1257,9 +1272,15 @@ def span_ranking(entries: Sequence[Mapping[str, Any]], *, title: str | None = No
             name="span AUROC",
         )
     )
-    fig.add_vline(x=0.5, line_dash="dot", line_color="grey", annotation_text="chance")
+    fig.add_vline(
+        x=0.5,
+        line_dash="dot",
+        line_color="grey",
+        annotation_text="chance",
+        annotation_position="bottom right",
+    )
     fig.update_layout(
-        title=title or "Who matches the fact spans best? Final-step span AUROC, all forget rows",
+        title=title or "Final-step span AUROC on every forget answer (mean ± sd over seeds)",
         xaxis={"title": {"text": "span AUROC (0.5 = chance, 1 = perfect)"}, "range": [0, 1.08]},
         yaxis={"automargin": True},
         height=max(280, 28 * len(rows) + 120),

@@ -62,7 +62,17 @@ PLAY_INTERVAL_S = 1.0
 DEFAULT_SCALE = "row"  # the play control shows one snapshot per second
 # Runs plotted by default where one line per run gets crowded (curves, alignment): ATWU and the
 # baselines it is usually compared with; the user adds the rest.
-DEFAULT_PLOT_METHODS = ("atwu", "grad_diff", "wga", "satimp", "seul", "npo", "oracle_mask")
+DEFAULT_PLOT_METHODS = (
+    "atwu",
+    "atwu_frozen",
+    "oracle_saturated",
+    "grad_diff",
+    "wga",
+    "satimp",
+    "seul",
+    "npo",
+    "oracle_mask",
+)
 DEFAULT_PLOT_FALLBACK = 6  # runs plotted by default when none of those methods is there
 HIGHLIGHT_METHOD = "atwu"  # drawn with a thicker line
 # Runs of the starting model evaluated without unlearning, whose generations are "the full model".

@@ -786,7 +786,17 @@ def test_sample_runs_read_as_methods_with_quiet_defaults(sample_lab):
     assert "atwu" in labels and "full model (before)" in labels  # finished: no status shown
     assert "retain model (target)" in labels
     picked = at.multiselect(key="al_runs")
-    assert picked.value == ["atwu", "grad_diff", "wga", "satimp", "seul", "npo", "oracle_mask"]
+    assert picked.value == [
+        "atwu",
+        "atwu_frozen",
+        "oracle_saturated",
+        "grad_diff",
+        "wga",
+        "satimp",
+        "seul",
+        "npo",
+        "oracle_mask",
+    ]
     table = table_with(at, "run", "step", "auroc")
     assert set(table["run"]) == set(picked.value)
     assert table["auroc"].between(0, 1).all()
