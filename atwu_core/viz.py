@@ -1285,7 +1285,6 @@ def span_ranking(entries: Sequence[Mapping[str, Any]], *, title: str | None = No
         yaxis={"automargin": True},
         height=max(280, 28 * len(rows) + 120),
         showlegend=False,
-        margin={"l": 10},
     )
     return fig
 

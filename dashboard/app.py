@@ -52,7 +52,11 @@ TABS = (
 # Less empty space above the first screen; larger tab labels for a projector.
 PAGE_CSS = (
     "<style>.block-container{padding-top:3.6rem;padding-bottom:2rem}"
-    'button[data-baseweb="tab"] p{font-size:1.02rem}</style>'
+    'button[data-baseweb="tab"] p{font-size:1.02rem}'
+    # 1024 px screens: a narrower label column and smaller tokens keep rows on one line
+    "@media (max-width:1100px){.atwu-tokens{font-size:0.9em!important}"
+    ".atwu-compare .atwu-row>div:first-child{min-width:9.5em!important;max-width:9.5em!important}"
+    ".atwu-question{display:none}}</style>"
 )
 # Methods shown next to each other on the first screen, in this order (whichever runs exist):
 # ATWU, its two controls (frozen weights g = 0.5; the true span mask), the token-weighting
@@ -628,7 +632,8 @@ def _comparison(
             st.session_state["tv_playing"] = False  # the last snapshot: stop at the next tick
     c1, c2 = st.columns([1, 7], vertical_alignment="bottom")
     c1.button(
-        "⏸ Pause" if playing else "▶ Play",
+        "Pause" if playing else "Play",
+        icon=":material/pause:" if playing else ":material/play_arrow:",  # a bundled icon font
         key="tv_play",
         on_click=_toggle_play,
         args=(steps,),
@@ -647,7 +652,11 @@ def _comparison(
         step = steps[0]
         c2.caption(f"One snapshot only, at step {step}.")
     if question:
-        st.html(f'<div style="font-size:1.1em"><b>Question:</b> {html.escape(question)}</div>')
+        # (on narrow screens the example box above already shows it: hidden to save a row)
+        st.html(
+            f'<div class="atwu-question" style="font-size:1.1em"><b>Question:</b> '
+            f"{html.escape(question)}</div>"
+        )
     rows = []
     for k, r in compared.items():
         rtw = r.token_weights
