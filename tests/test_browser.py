@@ -71,6 +71,8 @@ def server(tmp_path_factory):
     """`streamlit run` on a free localhost port over fake runs; yields (url, folders)."""
     root = tmp_path_factory.mktemp("browser")
     write_fake_runs(root / "runs")
+    # the probe form is offered for runs with a trained scorer only
+    (root / "runs" / "fake-atwu-s0" / "scorer.safetensors").write_bytes(b"")
     bench = write_fake_benchmark(root / "bench")
     real_cli = MODEL.is_dir() and (MODEL.parent.parent / "benchmark").is_dir()
     env = {
@@ -139,16 +141,23 @@ def run_streamlit(env: dict, root: Path, real_cli: bool):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
+    """One headless Chromium for the module (the sync API allows one Playwright at a time)."""
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 2400})
-        page.set_default_timeout(60_000)
-        page.goto(server[0])
-        page.wait_for_selector(".atwu-tok")  # the app opens on the token view
-        yield page
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.set_default_timeout(60_000)
+    page.goto(server[0])
+    page.wait_for_selector(".atwu-tok")  # the app opens on the token view
+    yield page
+    page.close()
 
 
 def shot(page, name: str) -> None:
@@ -168,7 +177,7 @@ def test_token_view_renders_coloured_tokens(page):
     assert tokens.count() > 5
     style = tokens.first.get_attribute("style")
     assert "background:rgb(" in style
-    assert page.get_by_text("ground-truth fact span").first.is_visible()
+    assert "ground-truth fact span" in page.locator(".atwu-legend").first.inner_text()
     page.wait_for_selector(".js-plotly-plot")
     shot(page, "01_token_view")
 
@@ -212,15 +221,6 @@ def test_launch_a_short_run_and_see_it_in_the_curves(server, page):
 
 
 # ----------------------------------------------------------------------------- the sample runs
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def open_at(browser, url: str, width: int, height: int):
