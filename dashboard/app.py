@@ -1141,17 +1141,24 @@ def experiment_view() -> None:
     hparams = methods[method]["hparams"]
     cols = st.columns(3)
     for i, (name, default) in enumerate(hparams.items()):
-        helptext = teaching.HPARAMS.get(name, "") + f" Default: {default!r}."
+        # a human label; the code name (what `--set` takes) in the help
+        label = teaching.HPARAM_LABELS.get(name, name)
+        helptext = teaching.HPARAMS.get(name, "") + f" Code name `{name}`, default {default!r}."
         key = f"exp_hp_{method}_{name}"
+        choices = teaching.HPARAM_CHOICES.get(name)
         with cols[i % 3]:
-            if isinstance(default, bool):
-                value = st.checkbox(name, value=default, key=key, help=helptext)
+            if choices and str(default) in choices:
+                value = st.selectbox(
+                    label, choices, index=choices.index(str(default)), key=key, help=helptext
+                )
+            elif isinstance(default, bool):
+                value = st.checkbox(label, value=default, key=key, help=helptext)
             elif isinstance(default, int):
-                value = st.number_input(name, value=default, step=1, key=key, help=helptext)
+                value = st.number_input(label, value=default, step=1, key=key, help=helptext)
             elif isinstance(default, float):
-                value = st.number_input(name, value=default, format="%g", key=key, help=helptext)
+                value = st.number_input(label, value=default, format="%g", key=key, help=helptext)
             else:
-                value = st.text_input(name, value=str(default), key=key, help=helptext)
+                value = st.text_input(label, value=str(default), key=key, help=helptext)
         if value != default:
             overrides[name] = value
     st.markdown("**Training**")
@@ -1240,6 +1247,7 @@ def experiment_view() -> None:
             )
             try:
                 st.session_state["job"] = jobs.start_job(launch, runs_dir)
+                st.session_state["job_request"] = {"max_steps": int(max_steps), "eval": evaluate}
             except OSError as e:
                 st.error(f"Could not launch the run: {e}")
     _job_monitor()
@@ -1313,7 +1321,23 @@ def _job_status(job: jobs.Job) -> None:
             info = runs.read_info(run_path)
             total = max(int(info.get("total_steps") or 0), 1)
             done = int(info.get("steps_done") or 0)
-            st.progress(min(done / total, 1.0), text=f"{run_path.name}: step {done} / {total}")
+            request = st.session_state.get("job_request", {})
+            phase = ""
+            if code is None and done >= total:
+                phase = (
+                    " · evaluating (TOFU metrics on every split, then generations)"
+                    if request.get("eval")
+                    else " · writing the final snapshots"
+                )
+            st.progress(
+                min(done / total, 1.0), text=f"{run_path.name}: step {done} / {total}{phase}"
+            )
+            asked = request.get("max_steps")
+            if asked and total < asked:
+                st.caption(
+                    f"You asked for {asked} steps; the run stops after {total}: its epochs "
+                    "(passes over the forget set) end first. Raise the epochs to train longer."
+                )
             metrics = runs.read_metrics(run_path)
             keys = viz.metric_keys({"run": metrics})
             if keys:
@@ -1333,9 +1357,16 @@ def _job_status(job: jobs.Job) -> None:
             f"Run {run_path.name if run_path else ''} finished. It is listed in the sidebar and "
             "appears in the other views."
         )
+    elif job.cancelled:
+        # what the user asked for: a notice, not an error
+        st.info(
+            f"The run was cancelled as you asked: {run_path.name if run_path else 'its folder'} "
+            "is kept with status 'interrupted' (listed with 'Include unfinished runs')."
+        )
+        with st.expander("Last lines of its log"):
+            st.code(job.log_tail(), language="text")
     else:
-        kind = "was cancelled" if job.cancelled else f"exited with code {code}"
-        st.error(f"The run {kind}. Last lines of its log ({job.log_path}):")
+        st.error(f"The run exited with code {code}. Last lines of its log ({job.log_path}):")
         st.code(job.log_tail(), language="text")
 
 

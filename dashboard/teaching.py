@@ -229,3 +229,34 @@ HPARAMS = {
     "lr_decay": "ATWU scorer: learning rate decays linearly over the scorer's updates (last one at 1/N).",
     "freeze_after": "ATWU scorer: stop updating after this model step (−1 = never).",
 }
+
+# Human labels of the launcher's hyperparameters (the code name stays in the help text).
+HPARAM_LABELS = {
+    "beta": "Sharpness β",
+    "beta1": "SatImp β₁ (on p)",
+    "beta2": "SatImp β₂ (on 1 − p)",
+    "delta": "SimNPO margin δ",
+    "saturation": "Saturation",
+    "k": "SEUL threshold k",
+    "max_gap": "SEUL gap fill",
+    "saturate": "Saturated loss",
+    "steering_coeff": "RMU steering length",
+    "layer": "RMU layer",
+    "update_every": "Scorer update every n steps",
+    "lambda_h": "Scorer entropy weight λ_h",
+    "lambda_p": "Scorer budget weight λ_p",
+    "budget": "Scorer budget (share of g > 0.5)",
+    "lambda_2": "Scorer L2 weight λ₂",
+    "scorer_weight_decay": "Scorer weight decay",
+    "scorer_position": "Scorer reads position",
+    "scorer_lr": "Scorer learning rate",
+    "scorer_momentum": "Scorer momentum",
+    "scorer_clip": "Scorer gradient clip",
+    "lr_decay": "Scorer learning-rate decay",
+    "freeze_after": "Freeze scorer after step",
+}
+# Hyperparameters whose values are a fixed set: a select box, not free text.
+HPARAM_CHOICES = {
+    "saturation": ["scaled", "plain", "none"],
+    "scorer_position": ["own", "prev"],
+}
