@@ -645,6 +645,57 @@ def spans_html(text: str, spans: Sequence[Mapping[str, Any]]) -> str:
     return "".join(out)
 
 
+LEAK_COLOR = "#D55E00"  # a fact of the true answer that survives in a generation
+
+
+def is_degenerate(text: str, *, n: int = 2, repeats: int = 3) -> bool:
+    """Degenerate repetition: some n-gram of words (n = 1 and `n`) occurs `repeats` or more
+    times in a row, e.g. "contex contex contex" or "the the the"."""
+    words = str(text).lower().split()
+    for size in {1, n}:
+        for start in range(len(words) - size * repeats + 1):
+            gram = words[start : start + size]
+            if all(
+                words[start + k * size : start + (k + 1) * size] == gram for k in range(repeats)
+            ):
+                return True
+    return False
+
+
+def generation_html(prediction: str, facts: Sequence[str]) -> str:
+    """A model's answer, escaped, with every fact of the true answer that it still states
+    (case-insensitive, facts of 2+ characters) marked, and a badge when it degenerates into
+    repetition (`is_degenerate`)."""
+    text = str(prediction)
+    lower = text.lower()
+    marks = []
+    for fact in {f.strip() for f in facts if len(f.strip()) >= 2}:
+        start = lower.find(fact.lower())
+        while start >= 0:
+            marks.append((start, start + len(fact)))
+            start = lower.find(fact.lower(), start + 1)
+    out, pos = [], 0
+    for start, end in sorted(marks):
+        start = max(start, pos)
+        if start >= end:
+            continue
+        out.append(html.escape(text[pos:start]))
+        out.append(
+            f'<mark class="atwu-leak" title="a fact of the true answer: not forgotten" '
+            f'style="background:#fde0cc;outline:2px solid {LEAK_COLOR};border-radius:3px;'
+            f'padding:0 1px">{html.escape(text[start:end])}</mark>'
+        )
+        pos = end
+    out.append(html.escape(text[pos:]))
+    body = "".join(out)
+    if is_degenerate(text):
+        body += (
+            ' <span class="atwu-degenerate" style="background:#444;color:#fff;border-radius:3px;'
+            'padding:0 5px;font-size:0.8em">repetition: degenerate output</span>'
+        )
+    return body
+
+
 def labelled_rows_html(rows: Sequence[tuple[str, str]]) -> str:
     """Rows of (label, body): the label is escaped here, the body must already be safe HTML
     (e.g. from `spans_html` or `token_html`)."""

@@ -1093,12 +1093,21 @@ def generations_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> Non
         rows.append(("True answer", viz.spans_html(answer, [])))
     if not full:
         rows.append(("Full model", "<i>no run of the starting model among the selected runs</i>"))
+    facts = [answer[int(s["start"]) : int(s["end"])] for s in spans if _fits(s, answer)]
     for k in full + [k for k in gens if k not in full]:
         if example in gens[k]:
             # A reference run's label already says "full model (before)".
             label = f"full model ({k})" if k in full and not k.startswith("full model") else k
-            rows.append((label, viz.spans_html(str(gens[k][example].get("prediction", "")), [])))
+            prediction = str(gens[k][example].get("prediction", ""))
+            rows.append((label, viz.generation_html(prediction, facts)))
     st.html(viz.labelled_rows_html(rows))
+
+
+def _fits(span: dict, text: str) -> bool:
+    try:
+        return 0 <= int(span["start"]) < int(span["end"]) <= len(text)
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def experiment_view() -> None:

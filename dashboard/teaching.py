@@ -100,7 +100,8 @@ VIEWS = {
     "generations": (
         "What the models actually say: the question, the true answer (facts highlighted), and each "
         "run's greedy answer after unlearning. A good run no longer states the highlighted facts "
-        "but still answers fluently."
+        "but still answers fluently: a fact of the true answer that survives in a run's answer "
+        "is marked in orange, and an answer that degenerates into repetition is flagged."
     ),
     "experiment": (
         "Launch an unlearning run in the background (`atwu unlearn`). It writes a run folder that "

@@ -865,3 +865,10 @@ def test_launcher_labels_are_human_and_fixed_choices_are_select_boxes(experiment
     budget = at.number_input(key="exp_hp_atwu_budget")
     assert budget.label == "Scorer budget (share of g > 0.5)"
     assert "Code name `budget`" in budget.help
+
+
+def test_sample_generations_mark_facts_the_full_model_still_states(sample_lab):
+    at = open_app("Generations")
+    rows = html_with(at, "True answer")
+    full = rows.split("full model (before)</div>")[1].split('<div style="display:flex')[0]
+    assert 'class="atwu-leak"' in full  # the model before unlearning states the facts

@@ -515,3 +515,14 @@ def test_leaderboard_summary_groups_seeds_and_marks_the_best():
     assert table.loc[1, "forget_quality"] == "0.500"
     # neither the reference model nor the control counts as best
     assert best == {"forget_quality": "wga", "forget/span_token_acc": "wga"}
+
+
+def test_generation_html_marks_leaked_facts_and_flags_repetition():
+    out = viz.generation_html("She was born in LISBON <b>, in 1961.", ["Lisbon", "1961", "x"])
+    assert out.count('class="atwu-leak"') == 2 and ">LISBON</mark>" in out
+    assert "&lt;b&gt;" in out and "<b>" not in out
+    assert "atwu-degenerate" not in out
+    assert viz.is_degenerate("contex contex contex contex")
+    assert viz.is_degenerate("the author the author the author")
+    assert not viz.is_degenerate("the author was born in the city of the author")
+    assert "repetition" in viz.generation_html("contex contex contex", [])
