@@ -381,6 +381,10 @@ def restore_view_from_url() -> None:
         saved["at_last"] = False  # a shared step is kept, not moved to "last"
     if qp.get("scale") in viz.SCALES:
         st.session_state["tv_scale"] = qp["scale"]
+    tour = qp.get("tour", "")
+    if tour.isdigit() and 1 <= int(tour) <= len(teaching.TOUR):
+        st.session_state["tour_on"] = True
+        _tour_go(int(tour) - 1)
 
 
 def sync_url() -> None:
@@ -396,10 +400,60 @@ def sync_url() -> None:
     for key in ("example", "step"):
         if saved.get(key) is not None:
             state[key] = str(saved[key])
+    if st.session_state.get("tour_on"):
+        state["tour"] = str(int(st.session_state.get("tour_step", 0)) + 1)
     if st.session_state.get("tv_scale", DEFAULT_SCALE) != DEFAULT_SCALE:
         state["scale"] = st.session_state["tv_scale"]
     if st.query_params.to_dict() != state:
         st.query_params.from_dict(state)
+
+
+# ---------------------------------------------------------------------------------------------
+# The guided tour: five steps in large type, driven from the page (no sidebar needed)
+
+
+def _tour_go(step: int) -> None:
+    """Open tour step `step` (0-based): its tab, and the token view set up for it."""
+    step = max(0, min(step, len(teaching.TOUR) - 1))
+    st.session_state["tour_step"] = step
+    _, _, tab, setup = teaching.TOUR[step]
+    st.session_state["view"] = tab
+    if setup in ("start", "play"):
+        st.session_state["tv_step"] = 0  # every run's first snapshot: before unlearning
+        saved = st.session_state.setdefault(dataset_key("_tv_state"), {})
+        saved["at_last"] = False
+    if setup == "play":
+        st.session_state["tv_playing"] = True
+        st.session_state["_tv_play_fresh"] = True
+
+
+def tour_panel() -> None:
+    """The tour's current step: title and text in large type, Back / Next / End."""
+    step = int(st.session_state.get("tour_step", 0))
+    title, text, _, _ = teaching.TOUR[step]
+    st.html(
+        '<div class="atwu-tour" style="font-size:1.25rem;line-height:1.4;background:#fff4ec;'
+        f"border-left:6px solid {viz.method_style('atwu')['color']};padding:8px 16px;"
+        f'border-radius:6px;margin:4px 0 6px 0"><b>{html.escape(title)}</b><br>'
+        f"{html.escape(text)}</div>"
+    )
+    c1, c2, c3, _ = st.columns([1, 1, 1, 5])
+    c1.button("Back", key="tour_back", on_click=_tour_go, args=(step - 1,), disabled=step == 0)
+    last = step == len(teaching.TOUR) - 1
+    c2.button(
+        "Next", key="tour_next", on_click=_tour_go, args=(step + 1,), disabled=last, type="primary"
+    )
+    c3.button("End tour", key="tour_end", on_click=_end_tour)
+
+
+def _start_tour() -> None:
+    st.session_state["tour_on"] = True
+    _tour_go(0)
+
+
+def _end_tour() -> None:
+    st.session_state["tour_on"] = False
+    st.session_state.pop("tour_step", None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1426,11 +1480,26 @@ def main() -> None:
     st.html(PAGE_CSS)
     restore_view_from_url()
     table, selected = sidebar()
-    st.html(
+    header = (
         '<div style="font-size:1.55rem;font-weight:700;margin:0">Which tokens does unlearning '
         'push on? <span style="font-size:0.95rem;font-weight:400;color:#666">ATWU vs its '
         "controls and the baselines, token by token</span></div>"
     )
+    if not st.session_state.get("tour_on"):
+        title, tour = st.columns([6, 1], vertical_alignment="center")
+        title.html(header)
+        tour.button(
+            "Guided tour",
+            key="tour_start",
+            icon=":material/school:",
+            on_click=_start_tour,
+            help="Five steps for a demo or a class: what unlearning is, which tokens, watch ATWU "
+            "learn, compare with the controls and baselines, the trade-off.",
+            width="stretch",
+        )
+    else:
+        st.html(header)  # full width: the tour panel follows
+        tour_panel()
     for bad in table[table["error"].notna()].itertuples():
         st.warning(f"Run folder `{bad.path}` cannot be read: {bad.error}")
     ok = table[table["error"].isna()]

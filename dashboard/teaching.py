@@ -261,3 +261,53 @@ HPARAM_CHOICES = {
     "saturation": ["scaled", "plain", "none"],
     "scorer_position": ["own", "prev"],
 }
+
+# The guided tour (5 steps, a 5-minute demo): (title, text, the tab it opens, what it sets up).
+# The text says what the controls show, not more; numbers of the seed study: docs/RESULTS.md.
+TOUR = (
+    (
+        "1 · What is unlearning?",
+        "A language model was fine-tuned on facts about fictitious authors. Unlearning should "
+        "make it forget a few authors' facts (their birthplace, their books...) and keep "
+        "everything else: other authors, general knowledge, and the ordinary words those "
+        "answers share with all the others.",
+        "Token view",
+        "",
+    ),
+    (
+        "2 · Which tokens carry the facts?",
+        "Look at the last row, the ground truth: the dark tokens are the facts to forget, "
+        "everything pale is wording every author shares. Dashed orange marks values other "
+        "authors have too (a birth year, a month). Most methods push on every token of the "
+        "answer; a token weighting tries to push only on the facts.",
+        "Token view",
+        "start",
+    ),
+    (
+        "3 · Watch ATWU learn its weights",
+        "Press Play. At step 0 ATWU's weights are all 0.5 (one colour). As training goes on, "
+        "its scorer learns, without labels, which tokens to push on: the span AUROC next to "
+        "the row says how well its ranking matches the facts (0.5 = chance, 1 = perfect).",
+        "Token view",
+        "play",
+    ),
+    (
+        "4 · Compare with the controls and baselines",
+        "atwu_frozen uses ATWU's loss with every weight fixed at 0.5; oracle_saturated uses "
+        "the true facts as weights. On this benchmark ATWU ranks fact tokens above chance, yet "
+        "it keeps the answers' shared words no better than the frozen control; the oracle "
+        "keeps most of them. So the learned weights are not (yet) what spares the shared "
+        "words. The Alignment tab ranks every method.",
+        "Alignment",
+        "",
+    ),
+    (
+        "5 · The trade-off",
+        "Each point is a method: up = forgets better (forget quality), right = keeps more "
+        "(model utility). The grey markers are the models before unlearning and the target "
+        "model trained without the forget set. The leaderboard below has the shared-word "
+        "accuracy; the seed study's numbers are in docs/RESULTS.md.",
+        "Curves & trade-offs",
+        "",
+    ),
+)

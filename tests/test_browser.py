@@ -325,3 +325,25 @@ def test_a_shared_url_restores_the_view(sample_server, browser):
         page.screenshot(path=str(ARTIFACTS / "17_leaderboard_1024x768.png"))
     finally:
         page.close()
+
+
+def test_teaching_tour_runs_from_the_page(sample_server, browser):
+    page = open_at(browser, sample_server[0], 1024, 768)
+    try:
+        page.get_by_role("button", name="Guided tour").click()
+        page.locator(".atwu-tour").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "18_tour_step1_1024x768.png"))
+        for _ in range(2):
+            page.get_by_role("button", name="Next").click()
+            settle(page)
+        assert "3 · Watch ATWU learn" in page.locator(".atwu-tour").inner_text()
+        page.get_by_text("step 10 · span AUROC").first.wait_for(timeout=60_000)  # playing
+        page.screenshot(path=str(ARTIFACTS / "19_tour_step3_playing_1024x768.png"))
+        for _ in range(2):
+            page.get_by_role("button", name="Next").click()
+            settle(page)
+        assert "5 · The trade-off" in page.locator(".atwu-tour").inner_text()
+        assert "tour=5" in page.url
+        page.screenshot(path=str(ARTIFACTS / "20_tour_step5_1024x768.png"))
+    finally:
+        page.close()

@@ -872,3 +872,25 @@ def test_sample_generations_mark_facts_the_full_model_still_states(sample_lab):
     rows = html_with(at, "True answer")
     full = rows.split("full model (before)</div>")[1].split('<div style="display:flex')[0]
     assert 'class="atwu-leak"' in full  # the model before unlearning states the facts
+
+
+def test_guided_tour_walks_five_steps_from_the_page(lab):
+    at = open_app()
+    at.button(key="tour_start").click().run()
+    assert "1 · What is unlearning?" in html_with(at, "atwu-tour")
+    at.button(key="tour_next").click().run()
+    assert "2 · Which tokens" in html_with(at, "atwu-tour")
+    assert at.select_slider(key="tv_step").value == 0  # before unlearning
+    at.button(key="tour_next").click().run()
+    assert at.button(key="tv_play").label == "Pause"  # step 3 plays the replay
+    at.button(key="tour_next").click().run()
+    assert at.session_state["view"] == "Alignment"
+    assert "atwu_frozen" in html_with(at, "atwu-tour")  # says what the controls show
+    at.button(key="tour_next").click().run()
+    assert at.session_state["view"] == "Curves & trade-offs"
+    assert "docs/RESULTS.md" in html_with(at, "atwu-tour")
+    assert at.query_params["tour"] == "5"
+    assert at.button(key="tour_next").disabled
+    at.button(key="tour_end").click().run()
+    assert not [h for h in at.html if "atwu-tour" in h.value]
+    assert not at.exception
