@@ -81,6 +81,100 @@ def run_labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# One colour per method
+
+
+# Every figure, legend and token-view row colours a method from this table, so a method keeps its
+# colour whatever else is plotted and whenever a run is added. Okabe–Ito and Paul Tol colours
+# (colour-blind safe); ATWU vermillion and thick, its plug-ins in other warm tones, dashed;
+# controls and reference models in greys with dashes or open symbols. Dict order = legend order.
+METHOD_STYLES: dict[str, dict[str, Any]] = {
+    "atwu": {"color": "#D55E00", "dash": "solid", "symbol": "circle", "kind": "atwu"},
+    "atwu_npo": {"color": "#E69F00", "dash": "dash", "symbol": "diamond", "kind": "atwu"},
+    "atwu_simnpo": {"color": "#EE3377", "dash": "dash", "symbol": "diamond", "kind": "atwu"},
+    "atwu_wga": {"color": "#882255", "dash": "dash", "symbol": "diamond", "kind": "atwu"},
+    "wga": {"color": "#0072B2", "dash": "solid", "symbol": "square", "kind": "method"},
+    "satimp": {"color": "#009E73", "dash": "solid", "symbol": "square", "kind": "method"},
+    "seul": {"color": "#CC79A7", "dash": "solid", "symbol": "square", "kind": "method"},
+    "npo": {"color": "#56B4E9", "dash": "solid", "symbol": "triangle-up", "kind": "method"},
+    "simnpo": {"color": "#44AA99", "dash": "solid", "symbol": "triangle-up", "kind": "method"},
+    "tnpo": {"color": "#117733", "dash": "solid", "symbol": "triangle-up", "kind": "method"},
+    "grad_diff": {"color": "#332288", "dash": "solid", "symbol": "triangle-down", "kind": "method"},
+    "grad_ascent": {
+        "color": "#999933",
+        "dash": "solid",
+        "symbol": "triangle-down",
+        "kind": "method",
+    },
+    "idk_dpo": {"color": "#DDAA33", "dash": "solid", "symbol": "pentagon", "kind": "method"},
+    "rmu": {"color": "#661100", "dash": "solid", "symbol": "hexagon", "kind": "method"},
+    "undial": {"color": "#6699CC", "dash": "solid", "symbol": "hexagon", "kind": "method"},
+    "atwu_frozen": {"color": "#555555", "dash": "dash", "symbol": "circle-open", "kind": "control"},
+    "oracle_saturated": {"color": "#000000", "dash": "dot", "symbol": "star", "kind": "control"},
+    "oracle_mask": {
+        "color": "#888888",
+        "dash": "dashdot",
+        "symbol": "star-open",
+        "kind": "control",
+    },
+    "full": {"color": "#AAAAAA", "dash": "longdash", "symbol": "x", "kind": "reference"},
+    "retain": {"color": "#666666", "dash": "longdash", "symbol": "cross", "kind": "reference"},
+}
+# Methods not in the table: a colour picked from the method's name (a hash, not its position).
+_SPARE_COLORS = ("#BB5566", "#004488", "#DDCC77", "#AA4499", "#88CCEE", "#44BB99", "#EEDD88")
+_KIND_RANK = {"atwu": 0, "method": 1, "control": 2, "reference": 3, "score": 4}
+# Score-only references of the alignment ranking (eval.json `span/ref/<name>/auroc`).
+SCORE_REFERENCES = {
+    "nll": "ℓ_t, NLL now (score only)",
+    "nll_rise": "NLL rise (score only)",
+    "retain_nll": "retain-model NLL (score only)",
+}
+SCORE_REFERENCE_COLOR = "#BBBBBB"
+
+
+def method_style(method: str) -> dict[str, Any]:
+    """{color, dash, symbol, kind, width, rank} of a method, the same in every figure.
+
+    `kind` is "atwu" (ATWU and its plug-ins), "method", "control" or "reference"; `rank` orders
+    legends (ATWU first, then the table's order, unknown methods by name, then controls).
+    """
+    method = str(method)
+    if method in METHOD_STYLES:
+        style = dict(METHOD_STYLES[method])
+        order = list(METHOD_STYLES).index(method)
+    else:
+        import zlib
+
+        color = _SPARE_COLORS[zlib.crc32(method.encode()) % len(_SPARE_COLORS)]
+        style = {"color": color, "dash": "solid", "symbol": "circle", "kind": "method"}
+        order = len(METHOD_STYLES)
+    style["width"] = HIGHLIGHT_WIDTH if method == "atwu" else LINE_WIDTH
+    style["rank"] = _KIND_RANK[style["kind"]] * 1000 + order
+    return style
+
+
+def method_sort_key(method: str) -> tuple[int, str]:
+    """Sort key putting methods in legend order (`method_style`'s rank, then name)."""
+    return method_style(method)["rank"], str(method)
+
+
+def method_of_name(name: str, method_of: Mapping[str, str] | None = None) -> str:
+    """The method of a run label: `method_of[name]`, else the label's first word ("atwu s1")."""
+    if method_of and name in method_of:
+        return str(method_of[name])
+    return str(name).split(" ")[0]
+
+
+def swatch_html(method: str) -> str:
+    """A small square in the method's colour (token-view row labels, tables)."""
+    color = method_style(method)["color"]
+    return (
+        f'<span style="display:inline-block;width:0.8em;height:0.8em;background:{color};'
+        'border-radius:2px;margin-right:6px;vertical-align:baseline"></span>'
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Colours and token text
 
 
@@ -195,9 +289,76 @@ def tokens_match_text(tokens_df: pd.DataFrame, text: str, min_share: float = 0.9
     return sum(hits) / len(hits) >= min_share
 
 
-def token_legend_html(*, vmin: float = 0.0, vmax: float = 1.0, weight_label: str = "weight") -> str:
-    """A colour bar for the weight and a sample of the ground-truth span outline."""
-    stops = ", ".join(pcolors.sample_colorscale(COLORSCALE, [i / 8 for i in range(9)]))
+# Colour scales of the token view: absolute 0-1, per-row normalised, or diverging around 0.5.
+SCALES = {
+    "absolute": "absolute 0–1",
+    "row": "per row (each row's min → max)",
+    "diverging": "diverging around 0.5",
+}
+DIVERGING = pcolors.make_colorscale(pcolors.diverging.PuOr)  # orange < 0.5 < purple
+SHARED_COLOR = "#E69F00"  # dashed orange outline: a value other authors share (not a fact)
+TOKEN_CSS = (
+    "<style>"
+    ".atwu-tok{position:relative;cursor:help}"
+    ".atwu-tok .atwu-card{display:none;position:absolute;left:0;top:calc(100% + 4px);"
+    "z-index:1000;background:#1b1f2a;color:#fff;font:600 16px/1.5 system-ui,sans-serif;"
+    "padding:8px 12px;border-radius:6px;white-space:nowrap;box-shadow:0 4px 16px #0006;"
+    "pointer-events:none;text-align:left}"
+    ".atwu-tok .atwu-card b{color:#ffd27f}"
+    ".atwu-tok:hover .atwu-card{display:block}"
+    ".atwu-tok:hover{box-shadow:0 0 0 2px #1b1f2a}"
+    "</style>"
+)
+
+
+def _colorscale(scale: str) -> list:
+    return DIVERGING if scale == "diverging" else COLORSCALE
+
+
+def scale_range(
+    weights: Sequence[float], scale: str = "absolute", *, spread: float | None = None
+) -> tuple[float, float]:
+    """(vmin, vmax) of a colour scale for these weights.
+
+    "absolute": 0–1. "row": the weights' own min–max (a constant row gets ±0.05 around it).
+    "diverging": 0.5 ± the largest distance from 0.5 (or ± `spread`), at least ± 0.05, so a
+    weight of exactly 0.5 is always the neutral middle colour.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {list(SCALES)}, not {scale!r}")
+    finite = [float(w) for w in weights if w is not None and math.isfinite(float(w))]
+    if scale == "absolute" or not finite:
+        return 0.0, 1.0
+    if scale == "row":
+        lo, hi = min(finite), max(finite)
+        return (lo, hi) if hi - lo > 1e-9 else (lo - 0.05, hi + 0.05)
+    half = spread if spread is not None else max(abs(w - 0.5) for w in finite)
+    half = max(half, 0.05)
+    return 0.5 - half, 0.5 + half
+
+
+def weight_color_on(weight: float, vmin: float, vmax: float, scale: str = "absolute") -> str:
+    """`weight_color` on the scale's colorscale (Magma, or orange–white–purple if diverging)."""
+    if scale != "diverging":
+        return weight_color(weight, vmin, vmax)
+    if weight is None or not math.isfinite(float(weight)):
+        return MISSING_COLOR
+    t = min(max((float(weight) - vmin) / (vmax - vmin), 0.0), 1.0)
+    return pcolors.sample_colorscale(DIVERGING, [t])[0]
+
+
+def token_legend_html(
+    *,
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    weight_label: str = "weight",
+    scale: str = "absolute",
+    shared: bool = False,
+    spans: bool = True,
+) -> str:
+    """A colour bar naming the scale in use, the span outline (unless `spans=False`: text with
+    no ground truth), and the shared-value outline."""
+    stops = ", ".join(pcolors.sample_colorscale(_colorscale(scale), [i / 8 for i in range(9)]))
     bar = (
         f'<span style="display:inline-block;width:140px;height:12px;vertical-align:middle;'
         f'background:linear-gradient(to right, {stops});border:1px solid #999"></span>'
@@ -206,12 +367,33 @@ def token_legend_html(*, vmin: float = 0.0, vmax: float = 1.0, weight_label: str
         f'<span style="outline:2px solid {SPAN_COLOR};padding:0 3px;border-radius:3px">'
         "outlined</span>"
     )
+    ends = (
+        "each row's lowest → highest"
+        if scale == "row"
+        else f"{_fmt(vmin, '.2f')} {bar} {_fmt(vmax, '.2f')}"
+    )
+    if scale == "row":
+        ends = f"{bar} ({ends})"
+    extra = ""
+    if shared:
+        extra = (
+            f' &nbsp;·&nbsp; <span style="outline:2px dashed {SHARED_COLOR};padding:0 3px;'
+            'border-radius:3px">dashed</span> = a value other authors share too'
+        )
     return (
-        '<div class="atwu-legend" style="font-size:0.85em;margin:4px 0 8px 0">'
-        f"{html.escape(weight_label)} {_fmt(vmin, 'g')} {bar} {_fmt(vmax, 'g')}"
-        f" &nbsp;·&nbsp; {outline} = ground-truth forget span"
+        '<div class="atwu-legend" style="font-size:0.9em;margin:4px 0 8px 0">'
+        f"<b>Colour scale: {html.escape(SCALES.get(scale, scale))}</b> · "
+        f"{html.escape(weight_label)} {ends}"
+        + (f" &nbsp;·&nbsp; {outline} = ground-truth fact span" if spans else "")
+        + f"{extra}"
         " &nbsp;·&nbsp; hover a token for its numbers</div>"
     )
+
+
+def _card_html(lines: Sequence[tuple[str, str]]) -> str:
+    """The hover card: (label, value) lines, both escaped here."""
+    body = "<br>".join(f"{html.escape(k)} <b>{html.escape(v)}</b>" for k, v in lines)
+    return f'<span class="atwu-card">{body}</span>'
 
 
 def token_html(
@@ -221,13 +403,17 @@ def token_html(
     vmin: float = 0.0,
     vmax: float = 1.0,
     legend: bool = True,
+    scale: str = "absolute",
+    shared: Collection[int] = (),
+    spans: bool = True,
 ) -> str:
     """One example as coloured token boxes (METHOD.md §4's view of per-token weights).
 
-    Background = `weight_col` on COLORSCALE (clipped to [vmin, vmax]), text black or white for
-    contrast; tokens with `in_span` true are outlined. The `title=` tooltip lists the weight, NLL
-    before → after (columns `nll_before`, `nll` when present), span membership and `conflict`
-    when present. Rows are drawn in `position` order when that column exists.
+    Background = `weight_col` on the scale's colours (clipped to [vmin, vmax]), text black or
+    white for contrast; tokens with `in_span` true are outlined (unless `spans=False`), positions
+    in `shared` get a dashed outline (values other authors share). Each token carries a hover
+    card (and the same text as `aria-label`): the weight, NLL before → now (columns
+    `nll_before`, `nll`), the fact field (`span_field`) or span membership, and `conflict`.
     """
     for col in ("token", weight_col):
         if col not in tokens_df.columns:
@@ -235,38 +421,62 @@ def token_html(
                 f"token_html needs a {col!r} column; got columns {list(tokens_df.columns)}"
             )
     df = tokens_df.sort_values("position") if "position" in tokens_df.columns else tokens_df
+    shared = set(shared)
     parts = []
-    for row in df.to_dict("records"):
+    for i, row in enumerate(df.to_dict("records")):
         weight = row[weight_col]
-        bg = weight_color(weight, vmin, vmax)
-        in_span = _is_true(row.get("in_span"))
-        tip = [f"{weight_col} {_fmt(weight, '.3f')}"]
+        bg = weight_color_on(weight, vmin, vmax, scale)
+        in_span = spans and _is_true(row.get("in_span"))
+        is_shared = row.get("position", i) in shared
+        card = [("token", visible_token(row["token"])), (weight_col, _fmt(weight, ".3f"))]
         if "nll" in row:
             before = _fmt(row["nll_before"], ".2f") if "nll_before" in row else None
             after = _fmt(row["nll"], ".2f")
-            tip.append(f"NLL {before} → {after}" if before is not None else f"NLL {after}")
+            card.append(("NLL before → now", f"{before} → {after}") if before else ("NLL", after))
         if "in_span" in row:
-            tip.append(f"in forget span: {'yes' if in_span else 'no'}")
+            field = str(row.get("span_field") or "")
+            if is_shared:
+                card.append(
+                    ("shared value", (field + ": " if field else "") + "others have it too")
+                )
+            elif _is_true(row.get("in_span")):
+                card.append(("fact", field or "yes"))
+            else:
+                card.append(("fact", "no"))
         if _is_number(row.get("conflict")):
-            tip.append(f"retain conflict {_fmt(row['conflict'], '+.2f')}")
+            card.append(("retain conflict", _fmt(row["conflict"], "+.2f")))
+        tip = "\n".join(f"{k} {v}" for k, v in card[1:])
         style = (
             f"background:{bg};color:{text_color(bg)};white-space:pre-wrap;"
             "border-radius:3px;padding:1px 0;margin:0 1px;line-height:1.9"
         )
-        if in_span:
+        if is_shared:
+            style += f";outline:3px dashed {SHARED_COLOR};outline-offset:-1px"
+        elif in_span:
             style += f";outline:2px solid {SPAN_COLOR};outline-offset:-1px"
         parts.append(
-            f'<span class="atwu-tok" style="{style}" title="{html.escape(chr(10).join(tip))}">'
-            f"{_token_inner_html(row['token'])}</span>"
+            f'<span class="atwu-tok" style="{style}" aria-label="{html.escape(tip)}">'
+            f"{_token_inner_html(row['token'])}{_card_html(card)}</span>"
         )
     body = (
-        '<div class="atwu-tokens" style="font-family:ui-monospace,monospace;font-size:0.95em">'
+        '<div class="atwu-tokens" style="font-family:ui-monospace,monospace;font-size:1.05em">'
         + "".join(parts)
         + "</div>"
     )
-    return (
-        token_legend_html(vmin=vmin, vmax=vmax, weight_label=weight_col) if legend else ""
-    ) + body
+    head = (
+        TOKEN_CSS
+        + token_legend_html(
+            vmin=vmin,
+            vmax=vmax,
+            weight_label=weight_col,
+            scale=scale,
+            shared=bool(shared),
+            spans=spans,
+        )
+        if legend
+        else ""
+    )
+    return head + body
 
 
 def side_by_side(
@@ -283,9 +493,129 @@ def side_by_side(
         (label, token_html(df, weight_col=weight_col, vmin=vmin, vmax=vmax, legend=False))
         for label, df in frames.items()
     ]
-    return token_legend_html(vmin=vmin, vmax=vmax, weight_label=weight_col) + labelled_rows_html(
-        rows
+    return (
+        TOKEN_CSS
+        + token_legend_html(vmin=vmin, vmax=vmax, weight_label=weight_col)
+        + labelled_rows_html(rows)
     )
+
+
+def extreme_tokens_html(tokens_df: pd.DataFrame, k: int = 5, *, weight_col: str = "weight") -> str:
+    """The k tokens with the highest and the k with the lowest weight, as escaped HTML lines
+    ("the tokens the scorer would forget" / "would leave alone")."""
+    df = tokens_df[pd.to_numeric(tokens_df[weight_col], errors="coerce").notna()]
+    ranked = df.sort_values(weight_col, ascending=False, kind="stable")
+    k = min(k, len(ranked))
+
+    def items(rows: pd.DataFrame) -> str:
+        return ", ".join(
+            f"<code>{html.escape(visible_token(t))}</code> {float(w):.2f}"
+            for t, w in zip(rows["token"], rows[weight_col], strict=True)
+        )
+
+    return (
+        '<div class="atwu-extremes" style="margin:6px 0">'
+        f"<b>Pushed on hardest:</b> {items(ranked.head(k))}<br>"
+        f"<b>Left alone most:</b> {items(ranked.tail(k).iloc[::-1])}</div>"
+    )
+
+
+def example_auroc(tokens_df: pd.DataFrame, *, score_col: str = "weight") -> float | None:
+    """AUROC of one example's token scores against `in_span` (tokens in the loss only): the
+    chance a fact token outranks a non-fact token, ties counted half (Mann–Whitney, no sklearn).
+    None when the example holds one class only or no finite score."""
+    df = tokens_df
+    if "in_loss" in df.columns:
+        df = df[df["in_loss"].astype(bool)]
+    scores = pd.to_numeric(df[score_col], errors="coerce")
+    keep = scores.notna()
+    scores, labels = scores[keep], df.loc[keep, "in_span"].astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = scores.rank(method="average")
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def nearest_snapshot(steps: Collection[int], step: int) -> int:
+    """The latest of `steps` at or before `step` (the first snapshot when all are later)."""
+    if not steps:
+        raise ValueError("no snapshots")
+    earlier = [s for s in steps if s <= step]
+    return max(earlier) if earlier else min(steps)
+
+
+def shared_positions(tokens_df: pd.DataFrame, spans: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Token positions whose characters overlap any of `spans` ({start, end}: the benchmark's
+    `shared_spans`, values other authors share, e.g. a birth year; they may be fact spans too)."""
+    out = set()
+    for row in tokens_df.to_dict("records"):
+        a, b = int(row["char_start"]), int(row["char_end"])
+        if b <= a:
+            continue
+        if any(a < int(s["end"]) and int(s["start"]) < b for s in spans):
+            out.add(int(row["position"]))
+    return out
+
+
+def comparison_html(
+    rows: Sequence[Mapping[str, Any]],
+    truth: pd.DataFrame,
+    *,
+    scale: str = "absolute",
+    shared: Collection[int] = (),
+) -> str:
+    """The token view's first screen: one example under several methods, then the ground truth.
+
+    Each row is a mapping with `label` (run name), `method`, `tokens` (that run's tokens at the
+    shown snapshot), `note` (e.g. "step 50" or "step 45: nearest earlier snapshot") and `auroc`
+    (its per-example span AUROC, or None). The row label carries the method's colour swatch
+    (`method_style`). `truth` is the example's tokens; its row is coloured by the span mask (1 =
+    fact), with `shared` positions dashed. `scale` is one of `SCALES`: "row" normalises each row
+    on its own, "diverging" centres every row on 0.5 with one common spread.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {list(SCALES)}, not {scale!r}")
+    all_weights = [float(w) for r in rows for w in r["tokens"]["weight"]]
+    # one range for every row (absolute, diverging); "row" replaces it row by row
+    vmin, vmax = scale_range(all_weights, "absolute" if scale == "row" else scale)
+    out = []
+    for r in rows:
+        weights = list(r["tokens"]["weight"])
+        lo, hi = scale_range(weights, "row") if scale == "row" else (vmin, vmax)
+        auroc = r.get("auroc")
+        stats = f"span AUROC {auroc:.2f}" if auroc is not None else "span AUROC n/a"
+        label = (
+            f'<div class="atwu-row-label" data-method="{html.escape(str(r["method"]))}">'
+            f"{swatch_html(str(r['method']))}<b>{html.escape(str(r['label']))}</b><br>"
+            f'<span style="font-size:0.85em;color:#555">{html.escape(str(r.get("note", "")))}'
+            f" · {stats}</span></div>"
+        )
+        body = token_html(r["tokens"], vmin=lo, vmax=hi, legend=False, scale=scale, shared=shared)
+        out.append((label, body))
+    mask = truth.assign(weight=truth["in_span"].astype(float))
+    truth_body = token_html(mask, legend=False, shared=shared)
+    truth_label = (
+        '<div class="atwu-row-label" data-method="ground-truth"><b>ground truth</b><br>'
+        '<span style="font-size:0.85em;color:#555">dark = fact to forget'
+        + (" · dashed = shared value" if shared else "")
+        + "</span></div>"
+    )
+    out.append((truth_label, truth_body))
+    legend = token_legend_html(vmin=vmin, vmax=vmax, scale=scale, shared=bool(shared))
+    return TOKEN_CSS + legend + _html_rows(out, "atwu-compare")
+
+
+def _html_rows(rows: Sequence[tuple[str, str]], cls: str) -> str:
+    """Rows of (label HTML, body HTML), both already safe HTML."""
+    parts = [
+        '<div class="atwu-row" style="display:flex;gap:14px;align-items:center;margin:2px 0;'
+        'padding:3px 0;border-bottom:1px solid #eee">'
+        f'<div style="min-width:12em;max-width:12em;overflow-wrap:anywhere">{label}</div>'
+        f'<div style="flex:1;min-width:0;overflow-wrap:anywhere">{body}</div></div>'
+        for label, body in rows
+    ]
+    return f'<div class="{cls}">' + "".join(parts) + "</div>"
 
 
 def spans_html(text: str, spans: Sequence[Mapping[str, Any]]) -> str:
@@ -313,6 +643,57 @@ def spans_html(text: str, spans: Sequence[Mapping[str, Any]]) -> str:
         pos = end
     out.append(html.escape(text[pos:]))
     return "".join(out)
+
+
+LEAK_COLOR = "#D55E00"  # a fact of the true answer that survives in a generation
+
+
+def is_degenerate(text: str, *, n: int = 2, repeats: int = 3) -> bool:
+    """Degenerate repetition: some n-gram of words (n = 1 and `n`) occurs `repeats` or more
+    times in a row, e.g. "contex contex contex" or "the the the"."""
+    words = str(text).lower().split()
+    for size in {1, n}:
+        for start in range(len(words) - size * repeats + 1):
+            gram = words[start : start + size]
+            if all(
+                words[start + k * size : start + (k + 1) * size] == gram for k in range(repeats)
+            ):
+                return True
+    return False
+
+
+def generation_html(prediction: str, facts: Sequence[str]) -> str:
+    """A model's answer, escaped, with every fact of the true answer that it still states
+    (case-insensitive, facts of 2+ characters) marked, and a badge when it degenerates into
+    repetition (`is_degenerate`)."""
+    text = str(prediction)
+    lower = text.lower()
+    marks = []
+    for fact in {f.strip() for f in facts if len(f.strip()) >= 2}:
+        start = lower.find(fact.lower())
+        while start >= 0:
+            marks.append((start, start + len(fact)))
+            start = lower.find(fact.lower(), start + 1)
+    out, pos = [], 0
+    for start, end in sorted(marks):
+        start = max(start, pos)
+        if start >= end:
+            continue
+        out.append(html.escape(text[pos:start]))
+        out.append(
+            f'<mark class="atwu-leak" title="a fact of the true answer: not forgotten" '
+            f'style="background:#fde0cc;outline:2px solid {LEAK_COLOR};border-radius:3px;'
+            f'padding:0 1px">{html.escape(text[start:end])}</mark>'
+        )
+        pos = end
+    out.append(html.escape(text[pos:]))
+    body = "".join(out)
+    if is_degenerate(text):
+        body += (
+            ' <span class="atwu-degenerate" style="background:#444;color:#fff;border-radius:3px;'
+            'padding:0 5px;font-size:0.8em">repetition: degenerate output</span>'
+        )
+    return body
 
 
 def labelled_rows_html(rows: Sequence[tuple[str, str]]) -> str:
@@ -403,6 +784,20 @@ def _line_width(name: Any, highlight: Collection[str]) -> float:
     return HIGHLIGHT_WIDTH if str(name) in highlight else LINE_WIDTH
 
 
+def _line(name: Any, highlight: Collection[str], method_of: Mapping[str, str] | None) -> dict:
+    """Plotly line of a run: its method's colour and dash (`method_style`), thick if highlighted."""
+    style = method_style(method_of_name(str(name), method_of))
+    return {"color": style["color"], "dash": style["dash"], "width": _line_width(name, highlight)}
+
+
+def _in_legend_order(
+    frames: Mapping[str, Any], method_of: Mapping[str, str] | None
+) -> list[tuple[str, Any]]:
+    return sorted(
+        frames.items(), key=lambda kv: method_sort_key(method_of_name(str(kv[0]), method_of))
+    )
+
+
 def _clean_scores(df: pd.DataFrame, score_col: str, label_col: str) -> pd.DataFrame:
     """Tokens in the loss with a finite score; labels as bool (METHOD.md §4 pools answer tokens)."""
     for col in (score_col, label_col):
@@ -420,6 +815,7 @@ def alignment_curves(
     score_col: str = "weight",
     label_col: str = "in_span",
     highlight: Collection[str] = (),
+    method_of: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """ROC and precision–recall curves of per-token scores against span labels, one per label.
 
@@ -433,22 +829,31 @@ def alignment_curves(
     from atwu_core.metrics import span_alignment
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("ROC", "Precision–recall"))
-    palette = pcolors.qualitative.D3
     skipped = []
-    for i, (name, df) in enumerate(frames.items()):
+    for name, df in _in_legend_order(frames, method_of):
         tokens = _clean_scores(df, score_col, label_col)
         y, s = tokens[label_col].to_numpy(), tokens[score_col].to_numpy(dtype=float)
         if len(set(y.tolist())) < 2:
             skipped.append(str(name))
             continue
-        color = palette[i % len(palette)]
         pooled = span_alignment(s, y, tokens["example_id"])["pooled"]
         fpr, tpr, _ = roc_curve(y, s)
         precision, recall, _ = precision_recall_curve(y, s)
-        line = {"color": color, "width": _line_width(name, highlight)}
-        common = {"mode": "lines", "line": line, "legendgroup": str(name)}
+        rank = method_style(method_of_name(str(name), method_of))["rank"]
+        common = {
+            "mode": "lines",
+            "line": _line(name, highlight, method_of),
+            "legendgroup": str(name),
+            "legendrank": rank,
+        }
+        # one legend entry per run (the PR curve shares it): "atwu · AUROC 0.745 · AP 0.730"
         fig.add_trace(
-            go.Scatter(x=fpr, y=tpr, name=f"{name} (AUROC {pooled['auroc']:.3f})", **common),
+            go.Scatter(
+                x=fpr,
+                y=tpr,
+                name=f"{name} · AUROC {pooled['auroc']:.3f} · AP {pooled['ap']:.3f}",
+                **common,
+            ),
             row=1,
             col=1,
         )
@@ -456,8 +861,9 @@ def alignment_curves(
             go.Scatter(
                 x=recall,
                 y=precision,
-                name=f"{name} (AP {pooled['ap']:.3f})",
+                name=f"{name} · AP {pooled['ap']:.3f}",
                 line_shape="hv",
+                showlegend=False,
                 **common,
             ),
             row=1,
@@ -470,6 +876,7 @@ def alignment_curves(
             mode="lines",
             name="chance",
             line={"dash": "dot", "color": "grey"},
+            legendrank=10_000,
         ),
         row=1,
         col=1,
@@ -523,14 +930,19 @@ def alignment_table(
 
 
 def alignment_over_steps(
-    table: pd.DataFrame, metric: str = "auroc", *, highlight: Collection[str] = ()
+    table: pd.DataFrame,
+    metric: str = "auroc",
+    *,
+    highlight: Collection[str] = (),
+    method_of: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """`metric` of `alignment_table` rows against the snapshot step, one trace per name (names in
     `highlight` thicker)."""
     if metric not in table.columns:
         raise ValueError(f"metric {metric!r} is not a column of the alignment table")
     fig = go.Figure()
-    for name, rows in table.groupby("name", sort=False):
+    groups = dict(tuple(table.groupby("name", sort=False)))
+    for name, rows in _in_legend_order(groups, method_of):
         rows = rows.sort_values("step")
         fig.add_trace(
             go.Scatter(
@@ -538,7 +950,8 @@ def alignment_over_steps(
                 y=rows[metric],
                 mode="lines+markers",
                 name=str(name),
-                line={"width": _line_width(name, highlight)},
+                line=_line(name, highlight, method_of),
+                legendrank=method_style(method_of_name(str(name), method_of))["rank"],
             )
         )
     if metric == "auroc":
@@ -614,11 +1027,12 @@ def training_curves(
     *,
     x: str = "step",
     highlight: Collection[str] = (),
+    method_of: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """One line per run (named by its label) of `metric` against `x` from metrics.jsonl; runs
     named in `highlight` get thicker lines."""
     fig = go.Figure()
-    for name, df in metrics_by_run.items():
+    for name, df in _in_legend_order(metrics_by_run, method_of):
         if metric not in df.columns or x not in df.columns:
             continue
         rows = df[[x, metric]].apply(pd.to_numeric, errors="coerce").dropna()
@@ -628,7 +1042,8 @@ def training_curves(
                 y=rows[metric],
                 mode="lines",
                 name=str(name),
-                line={"width": _line_width(name, highlight)},
+                line=_line(name, highlight, method_of),
+                legendrank=method_style(method_of_name(str(name), method_of))["rank"],
             )
         )
     fig.update_layout(
@@ -638,6 +1053,7 @@ def training_curves(
         yaxis_title=metric,
         yaxis_type="log" if metric in PVALUE_METRICS else "linear",
         yaxis_dtick=1 if metric in PVALUE_METRICS else None,
+        yaxis_tickformat=".0e" if metric in PVALUE_METRICS else None,
         height=400,
         legend={"orientation": "h", "y": -0.2},
     )
@@ -670,6 +1086,88 @@ def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.Series:
     return pd.Series(on_front, index=df.index, name="pareto", dtype=bool)
 
 
+def _log_axis(metric: str, values: Sequence[float] = ()) -> dict:
+    """Plotly axis settings: p-values (forget quality) on a log axis up to 1, ticks like 1e-3
+    (every decade, or every 2nd / 4th one when the values span many decades)."""
+    if metric not in PVALUE_METRICS:
+        return {"type": "linear"}
+    positive = [float(v) for v in values if v is not None and math.isfinite(v) and v > 0]
+    low = math.floor(math.log10(min(positive))) if positive else -6
+    low = min(low, -1)
+    decades = -low
+    dtick = 1 if decades <= 10 else 2 if decades <= 20 else 4
+    # p-values are at most 1: the axis ends just above, room for the labels
+    return {"type": "log", "dtick": dtick, "tickformat": ".0e", "range": [low - 0.5, 0.6]}
+
+
+def _aggregate(values: Sequence[float], log: bool) -> tuple[float, float, float]:
+    """(centre, minus, plus) over seeds: mean ± sd, or on a log axis the geometric mean with
+    the bar one sd of log10 either side (p-values spread over decades). sd 0 for one seed."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if log:
+        vals = [v for v in vals if v > 0]
+    if not vals:
+        return math.nan, 0.0, 0.0
+    if log:
+        logs = [math.log10(v) for v in vals]
+        mean = sum(logs) / len(logs)
+        sd = _sd(logs)
+        return 10**mean, 10**mean - 10 ** (mean - sd), 10 ** (mean + sd) - 10**mean
+    mean = sum(vals) / len(vals)
+    sd = _sd(vals)
+    return mean, sd, sd
+
+
+def _sd(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def method_means(
+    board: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    method_col: str = "method",
+    reference_col: str = "reference",
+) -> pd.DataFrame:
+    """One row per method (reference models excluded): x, y (mean, or geometric mean on a
+    p-value axis), their error bars (`x_minus`, `x_plus`, ...), the number of runs `n` and the
+    run labels `runs` (from column "run" when present)."""
+    df = board.copy()
+    if reference_col in df.columns:
+        df = df[~df[reference_col].fillna(False).astype(bool)]
+    df[x] = pd.to_numeric(df[x], errors="coerce")
+    df[y] = pd.to_numeric(df[y], errors="coerce")
+    df = df.dropna(subset=[x, y])
+    rows = []
+    for method, group in df.groupby(method_col, sort=False):
+        cx, xm, xp = _aggregate(group[x].tolist(), x in PVALUE_METRICS)
+        cy, ym, yp = _aggregate(group[y].tolist(), y in PVALUE_METRICS)
+        names = group["run"].astype(str).tolist() if "run" in group else []
+        rows.append(
+            {
+                "method": str(method),
+                x: cx,
+                y: cy,
+                "x_minus": xm,
+                "x_plus": xp,
+                "y_minus": ym,
+                "y_plus": yp,
+                "n": len(group),
+                "runs": names,
+            }
+        )
+    out = pd.DataFrame(
+        rows, columns=["method", x, y, "x_minus", "x_plus", "y_minus", "y_plus", "n", "runs"]
+    )
+    out = out.dropna(subset=[x, y])
+    order = sorted(range(len(out)), key=lambda i: method_sort_key(out["method"].iloc[i]))
+    return out.iloc[order].reset_index(drop=True)
+
+
 def tradeoff_scatter(
     leaderboard_df: pd.DataFrame,
     x: str = "model_utility",
@@ -677,54 +1175,275 @@ def tradeoff_scatter(
     *,
     label: str = "run_id",
     color: str = "method",
+    reference_col: str = "reference",
 ) -> go.Figure:
-    """Each run as a point (one trace per `color` value), the Pareto front as a line.
+    """Methods as labelled points (mean ± sd over seeds), reference models as labelled grey
+    markers, and the Pareto front over the methods only (a reference model is a target, not a
+    competitor).
 
-    Up and right is better on both default axes. Forget quality is a KS-test p-value
-    (METHOD.md §3), so its axis is logarithmic.
+    Each method's colour and symbol come from `method_style`. Up and right is better on both
+    default axes; forget quality is a KS-test p-value (METHOD.md §3), so its axis is logarithmic
+    (ticks 1e-3, ...) and its seeds are summarised by the geometric mean, bars ± one sd of log10.
+    A reference row is one with `reference_col` true.
     """
     for col in (x, y, label):
         if col not in leaderboard_df.columns:
             raise ValueError(f"column {col!r} is missing; got {list(leaderboard_df.columns)}")
     df = leaderboard_df.copy()
-    df[x] = pd.to_numeric(df[x], errors="coerce")
-    df[y] = pd.to_numeric(df[y], errors="coerce")
-    df = df.dropna(subset=[x, y])
-    groups = df.groupby(color, sort=True) if color in df.columns else [("runs", df)]
+    if color not in df.columns:
+        df[color] = df[label]
+    df["run"] = df["run"].fillna(df[label]) if "run" in df.columns else df[label]
+    is_ref = (
+        df[reference_col].fillna(False).astype(bool)
+        if reference_col in df.columns
+        else pd.Series(False, index=df.index)
+    )
+    means = method_means(df, x, y, method_col=color, reference_col=reference_col)
+    on_front = set(means.loc[pareto_front(means, x, y), "method"])
     fig = go.Figure()
-    for name, rows in groups:
+    for row in means.to_dict("records"):
+        style = method_style(row["method"])
+        several = row["n"] > 1
+        # Printed labels for ATWU, the controls and the front; the legend names the rest, so
+        # a crowded corner stays readable.
+        labelled = style["kind"] != "method" or row["method"] in on_front
+        text = row["method"] + (f" (n={row['n']})" if several else "") if labelled else ""
+        runs_text = html.escape(", ".join(row["runs"]))
+        bars = {"type": "data", "symmetric": False, "visible": several, "thickness": 1.5}
         fig.add_trace(
             go.Scatter(
-                x=rows[x],
-                y=rows[y],
-                mode="markers",
-                name=str(name),
-                text=rows[label].astype(str).map(html.escape),
-                marker={"size": 11},
-                hovertemplate=f"%{{text}}<br>{x} %{{x:.3g}}<br>{y} %{{y:.3g}}<extra></extra>",
+                x=[row[x]],
+                y=[row[y]],
+                mode="markers+text",
+                name=row["method"],
+                text=[html.escape(text)],
+                textposition="top center",
+                textfont={"color": style["color"], "size": 13},
+                marker={
+                    "size": 16 if style["kind"] == "atwu" and row["method"] == "atwu" else 12,
+                    "color": style["color"],
+                    "symbol": style["symbol"],
+                    "line": {"width": 1, "color": "white"},
+                },
+                error_x={**bars, "array": [row["x_plus"]], "arrayminus": [row["x_minus"]]},
+                error_y={**bars, "array": [row["y_plus"]], "arrayminus": [row["y_minus"]]},
+                legendrank=style["rank"],
+                customdata=[[runs_text, row["n"]]],
+                hovertemplate=f"<b>{html.escape(row['method'])}</b> (%{{customdata[1]}} run(s): "
+                f"%{{customdata[0]}})<br>{x} %{{x:.3g}}<br>{y} %{{y:.3g}}<extra></extra>",
             )
         )
-    front = df[pareto_front(df, x, y)].sort_values(x)
+    refs = df[is_ref].copy()
+    refs[x] = pd.to_numeric(refs[x], errors="coerce")
+    refs[y] = pd.to_numeric(refs[y], errors="coerce")
+    for row in refs.dropna(subset=[x, y]).to_dict("records"):
+        style = method_style(str(row[color]))
+        name = str(row["run"])
+        fig.add_trace(
+            go.Scatter(
+                x=[row[x]],
+                y=[row[y]],
+                mode="markers+text",
+                name=f"{name} (reference)",
+                text=[html.escape(name)],
+                textposition="bottom center",
+                textfont={"color": "#555555", "size": 12},
+                marker={"size": 13, "color": style["color"], "symbol": style["symbol"]},
+                legendrank=5000 + style["rank"],
+                hovertemplate=f"{html.escape(name)}: reference model, not a method"
+                f"<br>{x} %{{x:.3g}}<br>{y} %{{y:.3g}}<extra></extra>",
+            )
+        )
+    front = means[pareto_front(means, x, y)].sort_values(x)
     fig.add_trace(
         go.Scatter(
             x=front[x],
             y=front[y],
-            mode="lines+markers",
-            name="Pareto front",
-            line={"dash": "dash", "color": "black"},
-            marker={"symbol": "circle-open", "size": 17, "color": "black"},
+            mode="lines+markers" if len(front) > 1 else "markers",
+            name="Pareto front (methods)",
+            customdata=front["method"],
+            line={"dash": "dash", "color": "black", "width": 1.5},
+            marker={"symbol": "circle-open", "size": 24, "color": "black"},
+            legendrank=9000,
             hoverinfo="skip",
         )
     )
     fig.update_layout(
         title=f"Trade-off: {y} vs {x} (up and right is better)",
-        xaxis_title=x,
-        yaxis_title=y + (" (log scale)" if y in PVALUE_METRICS else ""),
-        xaxis_type="log" if x in PVALUE_METRICS else "linear",
-        yaxis_type="log" if y in PVALUE_METRICS else "linear",
-        # one tick per decade on log axes: the default labels every 2..9 and turns to clutter
-        xaxis_dtick=1 if x in PVALUE_METRICS else None,
-        yaxis_dtick=1 if y in PVALUE_METRICS else None,
-        height=450,
+        xaxis={
+            "title": {"text": x + (" (log scale)" if x in PVALUE_METRICS else "")},
+            **_log_axis(x, pd.to_numeric(df[x], errors="coerce").tolist()),
+        },
+        yaxis={
+            "title": {"text": y + (" (log scale)" if y in PVALUE_METRICS else "")},
+            **_log_axis(y, pd.to_numeric(df[y], errors="coerce").tolist()),
+        },
+        height=560,
+        legend={"orientation": "h", "y": -0.18},
     )
     return fig
+
+
+def span_ranking(entries: Sequence[Mapping[str, Any]], *, title: str | None = None) -> go.Figure:
+    """Horizontal bars of final span AUROC, best on top, mean ± sd when a method has several
+    seeds. Each entry: `name`, `values` (one per run), and either `method` (coloured by
+    `method_style`) or `reference=True` (a score-only reference: grey, hatched)."""
+    rows = []
+    for e in entries:
+        vals = [float(v) for v in e["values"] if v is not None and math.isfinite(float(v))]
+        if not vals:
+            continue
+        mean, sd, _ = _aggregate(vals, False)
+        rows.append({**e, "mean": mean, "sd": sd, "n": len(vals)})
+    rows.sort(key=lambda r: r["mean"])  # plotly draws the first bar at the bottom
+    colors, patterns = [], []
+    for r in rows:
+        if r.get("reference"):
+            colors.append(SCORE_REFERENCE_COLOR)
+            patterns.append("/")
+        else:
+            colors.append(method_style(r["method"])["color"])
+            patterns.append("")
+    labels = [str(r["name"]) + (f" (n={r['n']})" if r["n"] > 1 else "") for r in rows]
+    fig = go.Figure(
+        go.Bar(
+            x=[r["mean"] for r in rows],
+            y=labels,
+            orientation="h",
+            marker={"color": colors, "pattern": {"shape": patterns}, "line": {"width": 0}},
+            error_x={
+                "type": "data",
+                "array": [r["sd"] for r in rows],
+                "visible": any(r["n"] > 1 for r in rows),
+            },
+            text=[f"{r['mean']:.2f}" for r in rows],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+            name="span AUROC",
+        )
+    )
+    fig.add_vline(
+        x=0.5,
+        line_dash="dot",
+        line_color="grey",
+        annotation_text="chance",
+        annotation_position="bottom right",
+    )
+    fig.update_layout(
+        title=title or "Final-step span AUROC on every forget answer (mean ± sd over seeds)",
+        xaxis={"title": {"text": "span AUROC (0.5 = chance, 1 = perfect)"}, "range": [0, 1.08]},
+        yaxis={"automargin": True},
+        height=max(280, 28 * len(rows) + 120),
+        showlegend=False,
+    )
+    return fig
+
+
+def field_breakdown(table: pd.DataFrame) -> go.Figure:
+    """Methods (rows, in legend order) × fact fields (columns): span AUROC per field as a
+    heatmap centred on 0.5 (orange below chance, purple above), numbers printed in the cells."""
+    order = sorted(table.index, key=lambda m: method_sort_key(str(m)))
+    table = table.loc[order]
+    z = table.to_numpy(dtype=float)
+    text = [[("" if math.isnan(v) else f"{v:.2f}") for v in row] for row in z]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[str(c) for c in table.columns],
+            y=[str(i) for i in table.index],
+            text=text,
+            texttemplate="%{text}",
+            colorscale=DIVERGING,
+            zmin=0.0,
+            zmax=1.0,
+            zmid=0.5,
+            colorbar={"title": {"text": "AUROC"}},
+            hovertemplate="%{y} · %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Span AUROC per fact field (final step, all forget rows)",
+        yaxis={"autorange": "reversed", "automargin": True},
+        xaxis={"tickangle": -35},
+        height=max(300, 30 * len(table) + 160),
+    )
+    return fig
+
+
+# Which way is better, for marking the best value of a leaderboard column.
+METRIC_DIRECTIONS = {
+    "forget_quality": "max",
+    "model_utility": "max",
+    "span/auroc": "max",
+    "span/ap": "max",
+    "selectivity": "max",
+    "forget/span_token_acc": "min",
+    "forget/other_token_acc": "max",
+    "forget/prob": "min",
+    "forget/rouge": "min",
+    "retain/prob": "max",
+    "retain/rouge": "max",
+    "world_facts/prob": "max",
+    "world_facts/rouge": "max",
+}
+
+
+def format_mean_sd(values: Sequence[float]) -> str:
+    """ "0.990 ± 0.010", "4.0e-16 ± 2.1e-16" for small or large numbers, "0.742" for one run."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return ""
+    mean = sum(vals) / len(vals)
+    sci = mean != 0 and (abs(mean) < 1e-2 or abs(mean) >= 1e4)
+    spec = ".1e" if sci else ".3f"
+    out = format(mean, spec)
+    if len(vals) > 1:
+        out += " ± " + format(_sd(vals), spec)
+    return out
+
+
+def leaderboard_summary(
+    board: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    method_col: str = "method",
+    reference_col: str = "reference",
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The leaderboard grouped by method: one row per method (references as their own rows, at
+    the end), `runs` = number of runs, each metric as mean ± sd text (`format_mean_sd`).
+
+    Returns (table of strings, {column: the method label holding its best mean}); the best is
+    picked among methods only (not controls or references), for columns of `METRIC_DIRECTIONS`.
+    """
+    df = board.copy()
+    is_ref = (
+        df[reference_col].fillna(False).astype(bool)
+        if reference_col in df.columns
+        else pd.Series(False, index=df.index)
+    )
+    groups: list[tuple[str, pd.DataFrame, bool]] = []
+    for method, g in df[~is_ref].groupby(method_col, sort=False):
+        groups.append((str(method), g, False))
+    groups.sort(key=lambda t: method_sort_key(t[0]))
+    for row in df[is_ref].itertuples(index=False):
+        name = str(getattr(row, "run", getattr(row, method_col)))
+        groups.append((name, df[is_ref & (df[method_col] == getattr(row, method_col))], True))
+    rows, means = [], {}
+    for name, g, ref in groups:
+        out: dict[str, Any] = {"method": name, "runs": len(g) if not ref else 0}
+        for col in columns:
+            vals = pd.to_numeric(g[col], errors="coerce").dropna().tolist() if col in g else []
+            out[col] = format_mean_sd(vals)
+            # controls (frozen weights, the true spans) are yardsticks, not contenders
+            if vals and not ref and method_style(name)["kind"] != "control":
+                means.setdefault(col, {})[name] = sum(vals) / len(vals)
+        rows.append(out)
+    best = {}
+    for col, by_method in means.items():
+        direction = METRIC_DIRECTIONS.get(col)
+        if direction and len(by_method) > 1:
+            pick = max if direction == "max" else min
+            best[col] = pick(by_method, key=by_method.get)
+    table = pd.DataFrame(rows, columns=["method", "runs", *columns])
+    return table, best

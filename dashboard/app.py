@@ -38,20 +38,45 @@ if str(ROOT) not in sys.path:
 from atwu_core import runs, viz  # noqa: E402
 from dashboard import jobs, teaching  # noqa: E402
 
+SCORER_FILE = "scorer.safetensors"  # a run's trained token scorer (ATWU and its plug-ins)
+# Short labels: all seven fit in one row at 1024 px.
 TABS = (
     "Token view",
-    "Probe your own text",
+    "Probe your text",
     "Alignment",
     "Curves & trade-offs",
     "Generations",
-    "Run a new experiment",
+    "New run",
     "Data",
 )
-# Methods shown next to each other in the token view, in this order (whichever runs exist).
-COMPARE_METHODS = ("atwu", "wga", "satimp", "seul", "oracle_mask")
+# Less empty space above the first screen; larger tab labels for a projector.
+PAGE_CSS = (
+    "<style>.block-container{padding-top:3.6rem;padding-bottom:2rem}"
+    'button[data-baseweb="tab"] p{font-size:1.02rem}'
+    # 1024 px screens: a narrower label column and smaller tokens keep rows on one line
+    "@media (max-width:1100px){.atwu-tokens{font-size:0.9em!important}"
+    ".atwu-compare .atwu-row>div:first-child{min-width:9.5em!important;max-width:9.5em!important}"
+    ".atwu-question{display:none}}</style>"
+)
+# Methods shown next to each other on the first screen, in this order (whichever runs exist):
+# ATWU, its two controls (frozen weights g = 0.5; the true span mask), the token-weighting
+# baselines. The ground-truth row follows them.
+COMPARE_METHODS = ("atwu", "atwu_frozen", "oracle_saturated", "wga", "satimp", "seul")
+PLAY_INTERVAL_S = 1.0
+DEFAULT_SCALE = "row"  # the play control shows one snapshot per second
 # Runs plotted by default where one line per run gets crowded (curves, alignment): ATWU and the
 # baselines it is usually compared with; the user adds the rest.
-DEFAULT_PLOT_METHODS = ("atwu", "grad_diff", "wga", "satimp", "seul", "npo", "oracle_mask")
+DEFAULT_PLOT_METHODS = (
+    "atwu",
+    "atwu_frozen",
+    "oracle_saturated",
+    "grad_diff",
+    "wga",
+    "satimp",
+    "seul",
+    "npo",
+    "oracle_mask",
+)
 DEFAULT_PLOT_FALLBACK = 6  # runs plotted by default when none of those methods is there
 HIGHLIGHT_METHOD = "atwu"  # drawn with a thicker line
 # Runs of the starting model evaluated without unlearning, whose generations are "the full model".
@@ -60,6 +85,24 @@ FULL_MODEL_METHODS = ("full", "finetune", "none")
 TRADEOFF_DEFAULTS = {
     "tr_x": ("model_utility", "rwku/neighbor_avg_rougeL"),
     "tr_y": ("forget_quality", "rwku/forget_avg_rougeL"),
+}
+# The leaderboard's default columns (all fit at 1024 px), with short headers; "All columns"
+# shows every metric.
+LEADERBOARD_COLUMNS = (
+    "forget_quality",
+    "model_utility",
+    "span/auroc",
+    "selectivity",
+    "forget/span_token_acc",
+    "forget/other_token_acc",
+)
+LEADERBOARD_SHORT = {
+    "forget_quality": "forget quality",
+    "model_utility": "utility",
+    "span/auroc": "span AUROC",
+    "selectivity": "selectivity",
+    "forget/span_token_acc": "fact acc ↓",
+    "forget/other_token_acc": "shared acc ↑",
 }
 # Starting models offered by the run launcher: a folder (the tiny sample models), or SmolLM2.
 MODEL_FOLDER = "Model folder"
@@ -73,6 +116,15 @@ REAL_MODEL_BATCH = 2
 BUILTIN = "Built-in benchmark"
 TOFU_MINI = "TOFU-mini (real TOFU text)"
 DATASETS = (BUILTIN, TOFU_MINI)
+# Short names of datasets and tabs in the URL (?dataset=builtin&tab=token&run=...).
+DATASET_SLUGS = {BUILTIN: "builtin", TOFU_MINI: "tofu-mini"}
+TAB_SLUGS = dict(
+    zip(
+        TABS,
+        ("token", "probe", "alignment", "curves", "generations", "experiment", "data"),
+        strict=True,
+    )
+)
 
 # ---------------------------------------------------------------------------------------------
 # Configuration and cached loading
@@ -270,10 +322,27 @@ def with_token_weights(loaded: dict[str, runs.Run]) -> dict[str, runs.Run]:
     return {k: r for k, r in loaded.items() if r.token_weights is not None and len(r.token_weights)}
 
 
+def committed_runs_dirs() -> list[Path]:
+    """The runs committed with the repository (the canonical runs a demo opens on)."""
+    return [ROOT / "sample_data" / "runs", tofu_mini_dir() / "runs"]
+
+
 def preferred_run(loaded: dict[str, runs.Run]) -> str:
-    """The run a view opens on: the newest ATWU run (what the dashboard is about), else the
-    newest run. `loaded` is ordered newest first."""
-    return next((k for k, r in loaded.items() if r.method == "atwu"), next(iter(loaded)))
+    """The run a view opens on: the committed (canonical) finished ATWU run, lowest seed; else
+    the newest finished ATWU run; else the newest run. A run launched or cancelled from the
+    page never takes over the view. `loaded` is ordered newest first."""
+    atwu = [k for k, r in loaded.items() if r.method == "atwu"]
+    finished = [k for k in atwu if loaded[k].status == "finished"]
+    home = {d.resolve() for d in committed_runs_dirs()}
+    committed = [k for k in finished if loaded[k].path.resolve().parent in home]
+    if committed:
+        return min(committed, key=lambda k: (_seed(loaded[k]), loaded[k].info.get("created", "")))
+    return (finished or atwu or list(loaded))[0]
+
+
+def _seed(run: runs.Run) -> int:
+    seed = run.info.get("config", {}).get("seed")
+    return seed if isinstance(seed, int) else 0
 
 
 def teach(key: str) -> None:
@@ -282,6 +351,109 @@ def teach(key: str) -> None:
 
 def plot(fig: Any, key: str) -> None:
     st.plotly_chart(fig, key=key, width="stretch")
+
+
+# ---------------------------------------------------------------------------------------------
+# The view in the URL: ?dataset=builtin&tab=token&run=<run id>&example=a019-q19&step=50
+
+
+def restore_view_from_url() -> None:
+    """Once per browser session: open the view a shared URL names. Values that do not exist
+    (an unknown run or example, a step between snapshots) fall back like any stale choice."""
+    if st.session_state.get("_url_restored"):
+        return
+    st.session_state["_url_restored"] = True
+    qp = st.query_params
+    datasets = {slug: name for name, slug in DATASET_SLUGS.items()}
+    if qp.get("dataset") in datasets:
+        st.session_state["dataset"] = datasets[qp["dataset"]]
+    tabs = {slug: name for name, slug in TAB_SLUGS.items()}
+    if qp.get("tab") in tabs:
+        st.session_state["view"] = tabs[qp["tab"]]
+    if qp.get("run"):
+        st.session_state["_url_run"] = qp["run"]
+    if qp.get("example"):
+        st.session_state["tv_example"] = qp["example"]
+    step = qp.get("step", "")
+    if step.isdigit():
+        st.session_state["tv_step"] = int(step)
+        saved = st.session_state.setdefault(dataset_key("_tv_state"), {})
+        saved["at_last"] = False  # a shared step is kept, not moved to "last"
+    if qp.get("scale") in viz.SCALES:
+        st.session_state["tv_scale"] = qp["scale"]
+    tour = qp.get("tour", "")
+    if tour.isdigit() and 1 <= int(tour) <= len(teaching.TOUR):
+        st.session_state["tour_on"] = True
+        _tour_go(int(tour) - 1)
+
+
+def sync_url() -> None:
+    """Write the current view into the URL, so the address bar is a bookmark of it."""
+    state = {
+        "dataset": DATASET_SLUGS.get(st.session_state.get("dataset", BUILTIN), "builtin"),
+        "tab": TAB_SLUGS.get(st.session_state.get("view") or TABS[0], "token"),
+    }
+    saved = st.session_state.get(dataset_key("_tv_state"), {})
+    run_ids = st.session_state.get("_run_ids", {})
+    if saved.get("run") in run_ids:
+        state["run"] = run_ids[saved["run"]]
+    for key in ("example", "step"):
+        if saved.get(key) is not None:
+            state[key] = str(saved[key])
+    if st.session_state.get("tour_on"):
+        state["tour"] = str(int(st.session_state.get("tour_step", 0)) + 1)
+    if st.session_state.get("tv_scale", DEFAULT_SCALE) != DEFAULT_SCALE:
+        state["scale"] = st.session_state["tv_scale"]
+    if st.query_params.to_dict() != state:
+        st.query_params.from_dict(state)
+
+
+# ---------------------------------------------------------------------------------------------
+# The guided tour: five steps in large type, driven from the page (no sidebar needed)
+
+
+def _tour_go(step: int) -> None:
+    """Open tour step `step` (0-based): its tab, and the token view set up for it."""
+    step = max(0, min(step, len(teaching.TOUR) - 1))
+    st.session_state["tour_step"] = step
+    _, _, tab, setup = teaching.TOUR[step]
+    st.session_state["view"] = tab
+    if setup in ("start", "play"):
+        st.session_state["tv_step"] = 0  # every run's first snapshot: before unlearning
+        saved = st.session_state.setdefault(dataset_key("_tv_state"), {})
+        saved["at_last"] = False
+    if setup == "play":
+        st.session_state["tv_playing"] = True
+        st.session_state["_tv_play_fresh"] = True
+
+
+def tour_panel() -> None:
+    """The tour's current step: title and text in large type, Back / Next / End."""
+    step = int(st.session_state.get("tour_step", 0))
+    title, text, _, _ = teaching.TOUR[step]
+    st.html(
+        '<div class="atwu-tour" style="font-size:1.25rem;line-height:1.4;background:#fff4ec;'
+        f"border-left:6px solid {viz.method_style('atwu')['color']};padding:8px 16px;"
+        f'border-radius:6px;margin:4px 0 6px 0"><b>{html.escape(title)}</b><br>'
+        f"{html.escape(text)}</div>"
+    )
+    c1, c2, c3, _ = st.columns([1, 1, 1, 5])
+    c1.button("Back", key="tour_back", on_click=_tour_go, args=(step - 1,), disabled=step == 0)
+    last = step == len(teaching.TOUR) - 1
+    c2.button(
+        "Next", key="tour_next", on_click=_tour_go, args=(step + 1,), disabled=last, type="primary"
+    )
+    c3.button("End tour", key="tour_end", on_click=_end_tour)
+
+
+def _start_tour() -> None:
+    st.session_state["tour_on"] = True
+    _tour_go(0)
+
+
+def _end_tour() -> None:
+    st.session_state["tour_on"] = False
+    st.session_state.pop("tour_step", None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,7 +500,15 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
             st.sidebar.info(f"No runs in `{d}`.")
     ok = table[table["error"].isna()]
     labels = label_runs(ok)
-    paths = list(labels)
+    unfinished = int((ok["status"] != "finished").sum())
+    show_all = st.sidebar.toggle(
+        "Include unfinished runs" + (f" ({unfinished})" if unfinished else ""),
+        key="show_unfinished",
+        help="Running, interrupted and failed runs are left out unless you ask for them: a "
+        "half-trained run looks like a result.",
+    )
+    status = dict(zip(ok["path"], ok["status"], strict=True))
+    paths = [p for p in labels if show_all or status[p] == "finished"]
     # New runs (e.g. one just launched) join the selection instead of hiding behind it.
     known = st.session_state.setdefault(dataset_key("_known_runs"), set())
     picked = dataset_key("selected_runs")
@@ -339,7 +519,6 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
     else:
         st.session_state[picked] = paths
     known.update(paths)
-    status = dict(zip(ok["path"], ok["status"], strict=True))
     selected = st.sidebar.multiselect(
         "Runs to show",
         paths,
@@ -352,10 +531,10 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
             st.dataframe(
                 pd.DataFrame(
                     {
-                        "run": [labels[p] for p in paths],
+                        "run": [labels[p] for p in ok["path"]],
                         "run id": list(ok["run_id"]),
                         "status": list(ok["status"]),
-                        "folder": paths,
+                        "folder": list(ok["path"]),
                     }
                 ),
                 key="run_ids",
@@ -369,84 +548,225 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
 
 
 def token_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
-    teach("token")
     with_tw = with_token_weights(loaded)
     if not with_tw:
         st.info("None of the selected runs has token weights yet (token_weights.parquet).")
         return
     names = list(with_tw)
+    saved = st.session_state.setdefault(dataset_key("_tv_state"), {})
+    url_run = st.session_state.pop("_url_run", None)
+    if url_run:
+        match = next((k for k, r in with_tw.items() if url_run in (r.run_id, k)), None)
+        if match:
+            st.session_state["tv_run"] = match
+        else:
+            st.info(f"Run `{url_run}` from the link is not among the selected runs.")
     if st.session_state.get("tv_run") not in names:
-        st.session_state["tv_run"] = preferred_run(with_tw)
-    label = st.selectbox("Run", names, key="tv_run")
+        st.session_state["tv_run"] = (
+            saved["run"] if saved.get("run") in names else preferred_run(with_tw)
+        )
+    c1, c2, c3 = st.columns([2, 4, 3])
+    label = c1.selectbox("Run", names, key="tv_run")
     run = with_tw[label]
-    about = teaching.METHODS.get(run.method)
-    about = f"**{run.method}**: {about} " if about else ""
-    st.caption(f"{about}Run id `{run.run_id}`.")
     tw = run.token_weights
     examples = sorted(tw["example_id"].unique())
     questions = _questions(tw, bench)
     if st.session_state.get("tv_example") not in examples:
-        st.session_state["tv_example"] = examples[0]
-    example = st.selectbox(
+        st.session_state["tv_example"] = (
+            saved["example"] if saved.get("example") in examples else default_example(tw)
+        )
+    example = c2.selectbox(
         "Example",
         examples,
         key="tv_example",
         format_func=lambda e: f"{e}: {questions[e]}" if e in questions else e,
     )
+    if st.session_state.get("tv_scale") not in viz.SCALES:
+        # Per row by default: ATWU's weights sit in a narrow band (0.3-0.6), which one absolute
+        # scale paints a single colour; the legend names the scale in use.
+        st.session_state["tv_scale"] = DEFAULT_SCALE
+    scale = c3.radio(
+        "Colour scale",
+        list(viz.SCALES),
+        key="tv_scale",
+        format_func=lambda s: {"absolute": "absolute 0–1", "row": "per row", "diverging": "±0.5"}[
+            s
+        ],
+        horizontal=True,
+        help="Absolute: weight 0 → pale, 1 → dark, the same for every row. Per row: each row's "
+        "lowest weight pale, highest dark (shows a method's ranking even when its weights sit in "
+        "a narrow band). ±0.5: orange below 0.5, white at 0.5 (ATWU's starting weight and the "
+        "frozen control's), purple above.",
+    )
     steps = sorted(int(s) for s in tw.loc[tw["example_id"] == example, "step"].unique())
-    if st.session_state.get("tv_step") not in steps:
+    # Keep "last step" across a run or example switch; otherwise the nearest earlier snapshot.
+    if saved.get("at_last") and (saved.get("run"), saved.get("example")) != (label, example):
         st.session_state["tv_step"] = steps[-1]
-    if len(steps) > 1:
-        step = st.select_slider(
-            "Snapshot (training step)",
-            options=steps,
-            key="tv_step",
-            help="Replay the weights over training: 0 = before unlearning.",
+    elif st.session_state.get("tv_step") not in steps:
+        wanted = st.session_state.get("tv_step", saved.get("step"))
+        st.session_state["tv_step"] = (
+            viz.nearest_snapshot(steps, int(wanted)) if isinstance(wanted, int) else steps[-1]
         )
-    else:
-        step = steps[0]
-        st.caption(f"One snapshot only, at step {step}.")
-    if example in questions:
-        st.html(f"<b>Question:</b> {html.escape(questions[example])}")
-    frame = viz.example_tokens(tw, example, step)
-    body = viz.token_html(frame)
-    st.html(body)
-
-    st.subheader("All probe examples at this step")
-    teach("heatmap")
-    plot(viz.weights_heatmap(tw, step), "tv_heatmap")
-
-    st.subheader("Side by side")
-    teach("side_by_side")
     has_example = [k for k, r in with_tw.items() if example in set(r.token_weights["example_id"])]
-    default = [label] + [
-        next(k for k in reversed(has_example) if with_tw[k].method == m)
-        for m in COMPARE_METHODS
-        if any(with_tw[k].method == m for k in has_example) and with_tw[label].method != m
-    ]
-    # A new run or example resets the comparison to its default; otherwise keep the user's pick.
+    default = comparison_runs(label, has_example, with_tw)
+    # A new run or example resets the rows to the default; otherwise keep the user's pick.
     if st.session_state.get("_tv_compare_for") != (label, example):
         st.session_state["_tv_compare_for"] = (label, example)
         st.session_state["tv_compare"] = default
-    compare = st.multiselect("Runs to compare", has_example, key="tv_compare")
-    frames = {}
-    for k in compare:
-        rtw = with_tw[k].token_weights
-        last = int(rtw.loc[rtw["example_id"] == example, "step"].max())
-        frames[f"{k} (step {last})"] = viz.example_tokens(rtw, example, last)
-    frames["ground truth (spans)"] = frame.assign(weight=frame["in_span"].astype(float))
-    side = viz.side_by_side(frames)
-    st.html(side)
-    page = viz.standalone_html(
-        body + "<h3>Side by side</h3>" + side, f"ATWU token view: {label}, {example}, step {step}"
+    compare = [k for k in st.session_state["tv_compare"] if k in has_example]
+    truth = viz.example_tokens(tw, example, steps[0])
+    shared: set[int] = set()
+    row = bench.get(example, {})
+    if example in questions and row.get("shared_spans"):
+        shared = viz.shared_positions(truth, row["shared_spans"])
+    playing = bool(st.session_state.get("tv_playing"))
+    fragment = st.fragment(_comparison, run_every=PLAY_INTERVAL_S if playing else None)
+    fragment(
+        playing,
+        {k: with_tw[k] for k in compare},
+        label,
+        example,
+        steps,
+        scale,
+        truth,
+        shared,
+        questions.get(example),
     )
+    teach("token")
+    about = teaching.METHODS.get(run.method)
+    about = f"**{run.method}**: {about} " if about else ""
+    st.caption(f"{about}Run id `{run.run_id}`.")
+    with st.expander("Rows shown (methods to compare)"):
+        st.multiselect("Runs to compare", has_example, key="tv_compare")
+        st.caption(teaching.VIEWS["side_by_side"])
+
+    st.subheader("All probe examples at this step")
+    teach("heatmap")
+    step = viz.nearest_snapshot(sorted(int(s) for s in tw["step"].unique()), _tv_step(steps))
+    plot(viz.weights_heatmap(tw, step), "tv_heatmap")
+
+
+def _tv_step(steps: list[int]) -> int:
+    step = st.session_state.get("tv_step")
+    return step if step in steps else steps[-1]
+
+
+def _toggle_play(steps: list[int]) -> None:
+    """Play / pause; play from the first snapshot when the slider is at the last."""
+    playing = not st.session_state.get("tv_playing", False)
+    st.session_state["tv_playing"] = playing
+    if playing:
+        st.session_state["_tv_play_fresh"] = True
+        if st.session_state.get("tv_step") == steps[-1]:
+            st.session_state["tv_step"] = steps[0]
+
+
+def _comparison(
+    declared_playing: bool,
+    compared: dict[str, runs.Run],
+    label: str,
+    example: str,
+    steps: list[int],
+    scale: str,
+    truth: pd.DataFrame,
+    shared: set[int],
+    question: str | None,
+) -> None:
+    """Play control, step slider and the comparison rows: a fragment, re-run every
+    PLAY_INTERVAL_S while playing (one snapshot further each time) without the rest of the page."""
+    playing = bool(st.session_state.get("tv_playing"))
+    if playing != declared_playing:  # play/pause pressed: the timer is set by a full run
+        st.rerun(scope="app")
+    if playing and not st.session_state.pop("_tv_play_fresh", False):
+        now = _tv_step(steps)
+        later = [s for s in steps if s > now]
+        if later:
+            st.session_state["tv_step"] = later[0]
+        if len(later) <= 1:
+            st.session_state["tv_playing"] = False  # the last snapshot: stop at the next tick
+    c1, c2 = st.columns([1, 7], vertical_alignment="bottom")
+    c1.button(
+        "Pause" if playing else "Play",
+        icon=":material/pause:" if playing else ":material/play_arrow:",  # a bundled icon font
+        key="tv_play",
+        on_click=_toggle_play,
+        args=(steps,),
+        help="Replay training: one snapshot every second, all rows at the same step.",
+        width="stretch",
+    )
+    if len(steps) > 1:
+        step = c2.select_slider(
+            "Snapshot (training step)",
+            options=steps,
+            key="tv_step",
+            help="Every row shows this step (or its run's nearest earlier snapshot): "
+            "0 = before unlearning.",
+        )
+    else:
+        step = steps[0]
+        c2.caption(f"One snapshot only, at step {step}.")
+    if question:
+        # (on narrow screens the example box above already shows it: hidden to save a row)
+        st.html(
+            f'<div class="atwu-question" style="font-size:1.1em"><b>Question:</b> '
+            f"{html.escape(question)}</div>"
+        )
+    rows = []
+    for k, r in compared.items():
+        rtw = r.token_weights
+        own = sorted(int(s) for s in rtw.loc[rtw["example_id"] == example, "step"].unique())
+        shown = viz.nearest_snapshot(own, step)
+        frame = viz.example_tokens(rtw, example, shown)
+        note = f"step {shown}" if shown == step else f"step {shown}: its nearest snapshot"
+        rows.append(
+            {
+                "label": k,
+                "method": r.method,
+                "tokens": frame,
+                "note": note,
+                "auroc": viz.example_auroc(frame),
+            }
+        )
+    body = viz.comparison_html(rows, truth, scale=scale, shared=shared)
+    st.html(body)
+    saved = st.session_state.setdefault(dataset_key("_tv_state"), {})
+    saved.update(run=label, example=example, step=step, at_last=step == steps[-1])
+    sync_url()
+    page = viz.standalone_html(body, f"ATWU token view: {label}, {example}, step {step}")
     st.download_button(
-        "Download the token view (HTML)",
+        "Download this comparison (HTML)",
         page,
         file_name=f"token-view-{label}-{example}-step{step}.html",
         mime="text/html",
         key="tv_download",
     )
+
+
+def comparison_runs(label: str, candidates: list[str], loaded: dict[str, runs.Run]) -> list[str]:
+    """The rows of the first screen: the chosen run, then one run of each COMPARE_METHODS
+    method (the same seed as the chosen run when there is one, else the committed/oldest)."""
+    picked = [label]
+    seed = loaded[label].info.get("config", {}).get("seed")
+    for method in COMPARE_METHODS:
+        if method == loaded[label].method:
+            continue
+        same = [k for k in candidates if loaded[k].method == method]
+        if not same:
+            continue
+        same.sort(key=lambda k: (loaded[k].info.get("config", {}).get("seed") != seed, k))
+        picked.append(same[0])
+    return picked
+
+
+def default_example(tw: pd.DataFrame) -> str:
+    """The probe example with the most kinds of fact (the richest row to look at)."""
+    first = tw[tw["step"] == tw["step"].min()]
+    if "span_field" in first.columns:
+        counts = first[first["in_span"].astype(bool)].groupby("example_id")["span_field"].nunique()
+        if len(counts):
+            best = counts.max()
+            return str(sorted(e for e, n in counts.items() if n == best)[0])
+    return str(sorted(tw["example_id"].unique())[0])
 
 
 def _questions(tw: pd.DataFrame, bench: dict[str, dict]) -> dict[str, str]:
@@ -459,15 +779,30 @@ def _questions(tw: pd.DataFrame, bench: dict[str, dict]) -> dict[str, str]:
     }
 
 
+def has_scorer(run: runs.Run) -> bool:
+    """The run saved a trained token scorer (ATWU and its plug-ins): only those can probe."""
+    return (run.path / SCORER_FILE).is_file()
+
+
 def probe_view(loaded: dict[str, runs.Run]) -> None:
     teach("probe")
-    if not loaded:
-        st.info("Select a run in the sidebar to probe its model.")
+    scorers = {k: r for k, r in loaded.items() if has_scorer(r)}
+    if not scorers:
+        st.info(
+            "None of the selected runs has a trained token scorer "
+            f"(`{SCORER_FILE}`: ATWU and its plug-ins save one). Select such a run in the sidebar."
+        )
         return
-    names = list(loaded)
+    names = list(scorers)
     if st.session_state.get("probe_run") not in names:
-        st.session_state["probe_run"] = preferred_run(loaded)
-    run_label = st.selectbox("Run whose model scores the text", names, key="probe_run")
+        st.session_state["probe_run"] = preferred_run(scorers)
+    run_label = st.selectbox(
+        "Run whose scorer weighs the text",
+        names,
+        key="probe_run",
+        help=f"Only runs with a trained scorer are listed ({len(loaded) - len(scorers)} "
+        "selected run(s) without one are left out).",
+    )
     st.caption(f"Run id `{loaded[run_label].run_id}`.")
     question = st.text_input("Question", key="probe_q", placeholder="Where was Elena Marquez born?")
     answer = st.text_area(
@@ -476,7 +811,7 @@ def probe_view(loaded: dict[str, runs.Run]) -> None:
     if st.button("Score the answer's tokens", key="probe_go"):
         st.session_state.pop("probe_result", None)
         if not answer.strip():
-            st.error("Type an answer to score.")
+            st.info("Type an answer above first: its tokens are what the scorer weighs.")
         else:
             with st.spinner("Loading the model and scoring (imports torch the first time)..."):
                 result, error = _score_text(loaded[run_label].path, question, answer)
@@ -487,7 +822,9 @@ def probe_view(loaded: dict[str, runs.Run]) -> None:
     saved = st.session_state.get("probe_result")
     if saved and saved[:3] == (run_label, question, answer):
         df = _with_conflict(saved[3], loaded[run_label].token_weights, answer)
-        st.html(viz.token_html(df))
+        # Free text has no ground truth: no span outlines, and the legend does not promise any.
+        st.html(viz.token_html(df, spans=False))
+        st.html(viz.extreme_tokens_html(df))
         model = saved[3].attrs.get("model")
         if model:
             # The scorer was trained on the model as it was being unlearned: say which one scored.
@@ -532,31 +869,115 @@ def _with_conflict(df: pd.DataFrame, tw: pd.DataFrame | None, answer: str) -> pd
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _alignment(
-    picked: tuple[tuple[str, str], ...], highlight: tuple[str, ...], sig: tuple
+    picked: tuple[tuple[str, str, str], ...], highlight: tuple[str, ...], sig: tuple
 ) -> tuple:
-    """(table, ROC/PR figure, weight boxes, AUROC over steps) for (label, run path) pairs.
+    """(table, ROC/PR figure, weight boxes, AUROC over steps) for (label, run path, method).
 
     Slow on first sight (sklearn's import, then one `span_alignment` per run and snapshot: ~0.7 s
     per sample run on 2 cores), so cached; `sig` (the token_weights files' mtimes and sizes)
     makes a rewritten run count as new.
     """
     frames = {}
-    for label, path in picked:
+    for label, path, _ in picked:
         run, error = load_run(path)
         if error:
             raise ValueError(error)
         frames[label] = run.token_weights
+    method_of = {label: method for label, _, method in picked}
     table = viz.alignment_table(frames)
     final = {k: tw[tw["step"] == tw["step"].max()] for k, tw in frames.items()}
     return (
         table.rename(columns={"name": "run"}),
-        viz.alignment_curves(final, highlight=highlight),
+        viz.alignment_curves(final, highlight=highlight, method_of=method_of),
         viz.weight_distributions(final),
-        viz.alignment_over_steps(table, highlight=highlight),
+        viz.alignment_over_steps(table, highlight=highlight, method_of=method_of),
     )
 
 
+# The ranking's label choice: eval.json key prefix -> what it measures.
+SPAN_LABELS = {
+    "span": "fact spans, all answer tokens",
+    "span/no_end": "fact spans, without the end-of-answer token",
+    "span/retain_label": "second label: tokens the retain model finds surprising",
+}
+
+
+def alignment_ranking(loaded: dict[str, runs.Run]) -> None:
+    """Final-step span AUROC of every method (eval.json, all forget rows), seeds pooled, with
+    the score-only references as hatched grey bars; then the per-field breakdown."""
+    evaluated = {
+        k: r
+        for k, r in loaded.items()
+        if r.eval and runs.eval_value(r.eval, "span/auroc") is not None
+    }
+    if not evaluated:
+        st.info(
+            "None of the selected runs has span metrics in its eval.json (`span/auroc`): "
+            "evaluate a run to rank it. The details below use the probe examples."
+        )
+        return
+    st.subheader("Who matches the fact spans best?")
+    prefix = st.radio(
+        "Label",
+        list(SPAN_LABELS),
+        format_func=SPAN_LABELS.get,
+        key="al_label",
+        horizontal=True,
+        help="Which tokens count as the ones to forget. The end-of-answer token is easy to "
+        "single out and not a fact; the second label asks whether a method finds what the "
+        "retain model (never trained on the forget set) finds surprising.",
+    )
+    by_method: dict[str, list[float]] = {}
+    for r in evaluated.values():
+        value = runs.eval_value(r.eval, f"{prefix}/auroc")
+        if value is not None:
+            by_method.setdefault(r.method, []).append(value)
+    entries = [{"name": m, "method": m, "values": v} for m, v in by_method.items()]
+    # Score-only references (no unlearning method): from the ATWU runs' evaluation.
+    source = [r for r in evaluated.values() if r.method == "atwu"] or list(evaluated.values())
+    if prefix == "span":
+        for key, name in viz.SCORE_REFERENCES.items():
+            values = [runs.eval_value(r.eval, f"span/ref/{key}/auroc") for r in source]
+            values = [v for v in values if v is not None]
+            if values:
+                entries.append({"name": name, "reference": True, "values": values})
+    plot(viz.span_ranking(entries), "al_ranking")
+    st.caption(teaching.VIEWS["ranking"])
+    fields = sorted(
+        {
+            key.split("/")[2]
+            for r in evaluated.values()
+            for key in r.eval.get("metrics", {})
+            if key.startswith("span/field/") and key.endswith("/auroc")
+        }
+    )
+    if fields:
+        table = pd.DataFrame(
+            {
+                f: {
+                    m: _mean(
+                        [
+                            runs.eval_value(r.eval, f"span/field/{f}/auroc")
+                            for r in evaluated.values()
+                            if r.method == m
+                        ]
+                    )
+                    for m in by_method
+                }
+                for f in fields
+            }
+        )
+        plot(viz.field_breakdown(table), "al_fields")
+
+
+def _mean(values: list[float | None]) -> float:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
 def alignment_view(loaded: dict[str, runs.Run]) -> None:
+    alignment_ranking(loaded)
+    st.subheader("Details: the probe examples at every snapshot")
     teach("alignment")
     with_tw = with_token_weights(loaded)
     if not with_tw:
@@ -566,8 +987,8 @@ def alignment_view(loaded: dict[str, runs.Run]) -> None:
     if not chosen:
         st.info("Pick at least one run.")
         return
-    picked = tuple((k, str(with_tw[k].path)) for k in chosen)
-    sig = _stat_sig([Path(p) / runs.TOKEN_WEIGHTS for _, p in picked])
+    picked = tuple((k, str(with_tw[k].path), with_tw[k].method) for k in chosen)
+    sig = _stat_sig([Path(p) / runs.TOKEN_WEIGHTS for _, p, _ in picked])
     with st.spinner(f"Scoring span alignment of {len(picked)} run(s) at every snapshot..."):
         try:
             table, curves, dist, steps = _alignment(
@@ -577,12 +998,12 @@ def alignment_view(loaded: dict[str, runs.Run]) -> None:
             st.error(f"Span alignment cannot be computed: {e}")
             return
     table.insert(1, "method", table["run"].map(lambda k: with_tw[k].method))
-    st.markdown("**AUROC and average precision per run and snapshot step**")
-    st.dataframe(table, key="al_table", hide_index=True)
-    st.caption("Curves and distributions use each run's last snapshot.")
+    st.caption("Curves and distributions use each run's last snapshot of the probe examples.")
     plot(curves, "al_curves")
-    plot(dist, "al_dist")
     plot(steps, "al_steps")
+    plot(dist, "al_dist")
+    with st.expander("AUROC and average precision per run and snapshot step"):
+        st.dataframe(table, key="al_table", hide_index=True)
 
 
 def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
@@ -599,13 +1020,17 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
                 )
             metric = st.selectbox("Metric", keys, key="cv_metric")
             st.caption(teaching.describe_metric(metric))
-            plot(viz.training_curves(picked, metric, highlight=highlighted(loaded)), "cv_curves")
+            method_of = {k: loaded[k].method for k in picked}
+            fig = viz.training_curves(
+                picked, metric, highlight=highlighted(loaded), method_of=method_of
+            )
+            plot(fig, "cv_curves")
         else:
             st.info("The chosen runs logged no numeric metrics.")
     else:
         st.info("None of the selected runs has logged metrics (metrics.jsonl) yet.")
 
-    st.subheader("Leaderboard and trade-off")
+    st.subheader("Trade-off and leaderboard")
     teach("tradeoff")
     finished = table[(table["error"].isna()) & (table["status"] == "finished")]
     labels = label_runs(finished)
@@ -615,7 +1040,10 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
     if board.empty or not numeric:
         st.info("No finished run has eval.json metrics yet.")
         return
-    board.insert(0, "run", [label for label, run in done.items() if run.eval])  # unique
+    evaluated = [label for label, run in done.items() if run.eval]
+    board.insert(0, "run", evaluated)  # unique
+    refs = dict(zip(finished["path"], finished["reference"], strict=True))
+    board.insert(3, "reference", [bool(refs[str(done[k].path)]) for k in evaluated])
     # TOFU's axes first; an RWKU-only board has neither, so its own pair comes next.
     for key, defaults in TRADEOFF_DEFAULTS.items():
         if st.session_state.get(key) not in numeric:
@@ -626,7 +1054,32 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
     y = c2.selectbox("y axis", numeric, key="tr_y", help=y_help)
     plot(viz.tradeoff_scatter(board, x=x, y=y, label="run"), "tr_scatter")
     teach("leaderboard")
-    st.dataframe(board, key="leaderboard", hide_index=True)
+    everything = st.toggle("All columns", key="lb_all", help="Every metric of eval.json.")
+    columns = numeric if everything else [c for c in LEADERBOARD_COLUMNS if c in numeric]
+    columns = columns or numeric
+    summary, best = viz.leaderboard_summary(board, columns)
+    st.dataframe(
+        _styled_leaderboard(summary, best),
+        key="leaderboard",
+        hide_index=True,
+        column_config={
+            c: st.column_config.TextColumn(
+                LEADERBOARD_SHORT.get(c, c), help=teaching.describe_metric(c)
+            )
+            for c in columns
+        },
+    )
+    st.caption(
+        "One row per method: mean ± sd over its runs (seeds); ★ = the best method in that "
+        "column (reference models excluded). Seed-by-seed numbers: 'Every run' below; the "
+        "study's figures: docs/RESULTS.md."
+    )
+    with st.expander("Every run"):
+        st.dataframe(
+            board.style.format(lambda v: viz.format_mean_sd([v]), subset=numeric),
+            key="leaderboard_runs",
+            hide_index=True,
+        )
     with st.expander("What do the columns mean?"):
         st.markdown("\n".join(f"- **{c}**: {teaching.describe_metric(c)}" for c in numeric))
     d1, d2 = st.columns(2)
@@ -640,6 +1093,24 @@ def curves_view(loaded: dict[str, runs.Run], table: pd.DataFrame) -> None:
         "application/json",
         key="lb_json",
     )
+
+
+def _styled_leaderboard(summary: pd.DataFrame, best: dict[str, str]) -> Any:
+    """ATWU's row tinted in its colour, the best cell per column starred and bold."""
+    shown = summary.copy()
+    for col, method in best.items():
+        i = shown.index[shown["method"] == method][0]
+        shown.loc[i, col] = "★ " + shown.loc[i, col]
+    tint = viz.method_style("atwu")["color"] + "22"  # 13 % opacity
+
+    def row_style(row: pd.Series) -> list[str]:
+        base = f"background-color:{tint};font-weight:600" if row["method"] == "atwu" else ""
+        return [base for _ in row]
+
+    def cell_style(value: Any) -> str:
+        return "font-weight:700" if isinstance(value, str) and value.startswith("★") else ""
+
+    return shown.style.apply(row_style, axis=1).map(cell_style)
 
 
 def generations_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> None:
@@ -676,12 +1147,21 @@ def generations_view(loaded: dict[str, runs.Run], bench: dict[str, dict]) -> Non
         rows.append(("True answer", viz.spans_html(answer, [])))
     if not full:
         rows.append(("Full model", "<i>no run of the starting model among the selected runs</i>"))
+    facts = [answer[int(s["start"]) : int(s["end"])] for s in spans if _fits(s, answer)]
     for k in full + [k for k in gens if k not in full]:
         if example in gens[k]:
             # A reference run's label already says "full model (before)".
             label = f"full model ({k})" if k in full and not k.startswith("full model") else k
-            rows.append((label, viz.spans_html(str(gens[k][example].get("prediction", "")), [])))
+            prediction = str(gens[k][example].get("prediction", ""))
+            rows.append((label, viz.generation_html(prediction, facts)))
     st.html(viz.labelled_rows_html(rows))
+
+
+def _fits(span: dict, text: str) -> bool:
+    try:
+        return 0 <= int(span["start"]) < int(span["end"]) <= len(text)
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def experiment_view() -> None:
@@ -724,17 +1204,24 @@ def experiment_view() -> None:
     hparams = methods[method]["hparams"]
     cols = st.columns(3)
     for i, (name, default) in enumerate(hparams.items()):
-        helptext = teaching.HPARAMS.get(name, "") + f" Default: {default!r}."
+        # a human label; the code name (what `--set` takes) in the help
+        label = teaching.HPARAM_LABELS.get(name, name)
+        helptext = teaching.HPARAMS.get(name, "") + f" Code name `{name}`, default {default!r}."
         key = f"exp_hp_{method}_{name}"
+        choices = teaching.HPARAM_CHOICES.get(name)
         with cols[i % 3]:
-            if isinstance(default, bool):
-                value = st.checkbox(name, value=default, key=key, help=helptext)
+            if choices and str(default) in choices:
+                value = st.selectbox(
+                    label, choices, index=choices.index(str(default)), key=key, help=helptext
+                )
+            elif isinstance(default, bool):
+                value = st.checkbox(label, value=default, key=key, help=helptext)
             elif isinstance(default, int):
-                value = st.number_input(name, value=default, step=1, key=key, help=helptext)
+                value = st.number_input(label, value=default, step=1, key=key, help=helptext)
             elif isinstance(default, float):
-                value = st.number_input(name, value=default, format="%g", key=key, help=helptext)
+                value = st.number_input(label, value=default, format="%g", key=key, help=helptext)
             else:
-                value = st.text_input(name, value=str(default), key=key, help=helptext)
+                value = st.text_input(label, value=str(default), key=key, help=helptext)
         if value != default:
             overrides[name] = value
     st.markdown("**Training**")
@@ -823,6 +1310,7 @@ def experiment_view() -> None:
             )
             try:
                 st.session_state["job"] = jobs.start_job(launch, runs_dir)
+                st.session_state["job_request"] = {"max_steps": int(max_steps), "eval": evaluate}
             except OSError as e:
                 st.error(f"Could not launch the run: {e}")
     _job_monitor()
@@ -896,7 +1384,23 @@ def _job_status(job: jobs.Job) -> None:
             info = runs.read_info(run_path)
             total = max(int(info.get("total_steps") or 0), 1)
             done = int(info.get("steps_done") or 0)
-            st.progress(min(done / total, 1.0), text=f"{run_path.name}: step {done} / {total}")
+            request = st.session_state.get("job_request", {})
+            phase = ""
+            if code is None and done >= total:
+                phase = (
+                    " · evaluating (TOFU metrics on every split, then generations)"
+                    if request.get("eval")
+                    else " · writing the final snapshots"
+                )
+            st.progress(
+                min(done / total, 1.0), text=f"{run_path.name}: step {done} / {total}{phase}"
+            )
+            asked = request.get("max_steps")
+            if asked and total < asked:
+                st.caption(
+                    f"You asked for {asked} steps; the run stops after {total}: its epochs "
+                    "(passes over the forget set) end first. Raise the epochs to train longer."
+                )
             metrics = runs.read_metrics(run_path)
             keys = viz.metric_keys({"run": metrics})
             if keys:
@@ -919,9 +1423,16 @@ def _job_status(job: jobs.Job) -> None:
             f"Run {run_path.name if run_path else ''} finished. It is listed in the sidebar and "
             "appears in the other views."
         )
+    elif job.cancelled:
+        # what the user asked for: a notice, not an error
+        st.info(
+            f"The run was cancelled as you asked: {run_path.name if run_path else 'its folder'} "
+            "is kept with status 'interrupted' (listed with 'Include unfinished runs')."
+        )
+        with st.expander("Last lines of its log"):
+            st.code(job.log_tail(), language="text")
     else:
-        kind = "was cancelled" if job.cancelled else f"exited with code {code}"
-        st.error(f"The run {kind}. Last lines of its log ({job.log_path}):")
+        st.error(f"The run exited with code {code}. Last lines of its log ({job.log_path}):")
         st.code(job.log_tail(), language="text")
 
 
@@ -1013,13 +1524,35 @@ def remote_problem() -> str | None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="ATWU Lab", layout="wide")
+    # The sidebar (folders, run selection) starts folded: the first screen is the comparison.
+    st.set_page_config(page_title="ATWU Lab", layout="wide", initial_sidebar_state="collapsed")
     problem = remote_problem()
     if problem is not None:
         st.error(problem)
         st.stop()
+    st.html(PAGE_CSS)
+    restore_view_from_url()
     table, selected = sidebar()
-    st.header("Which tokens does unlearning push on?")
+    header = (
+        '<div style="font-size:1.55rem;font-weight:700;margin:0">Which tokens does unlearning '
+        'push on? <span style="font-size:0.95rem;font-weight:400;color:#666">ATWU vs its '
+        "controls and the baselines, token by token</span></div>"
+    )
+    if not st.session_state.get("tour_on"):
+        title, tour = st.columns([6, 1], vertical_alignment="center")
+        title.html(header)
+        tour.button(
+            "Guided tour",
+            key="tour_start",
+            icon=":material/school:",
+            on_click=_start_tour,
+            help="Five steps for a demo or a class: what unlearning is, which tokens, watch ATWU "
+            "learn, compare with the controls and baselines, the trade-off.",
+            width="stretch",
+        )
+    else:
+        st.html(header)  # full width: the tour panel follows
+        tour_panel()
     for bad in table[table["error"].notna()].itertuples():
         st.warning(f"Run folder `{bad.path}` cannot be read: {bad.error}")
     ok = table[table["error"].isna()]
@@ -1031,11 +1564,9 @@ def main() -> None:
             st.warning(f"Run `{labels[path]}` cannot be loaded: {error}")
         else:
             loaded[labels[path]] = run
+    st.session_state["_run_ids"] = {k: r.run_id for k, r in loaded.items()}
     if table.empty:
-        st.info(
-            "No runs found. Add a runs folder in the sidebar, or start one in "
-            "'Run a new experiment'."
-        )
+        st.info("No runs found. Add a runs folder in the sidebar, or start one in 'New run'.")
     bench = benchmark_index()
     tabs = st.tabs(TABS, key="view", on_change="rerun")
     views = (
@@ -1052,6 +1583,7 @@ def main() -> None:
         if tab.open:
             with tab:
                 view()
+    sync_url()
 
 
 main()

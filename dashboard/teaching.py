@@ -15,31 +15,51 @@ Most methods push the *whole* answer away (gradient ascent on every token). But 
 authors ("was born in"). Pushing on those damages the model.
 
 **ATWU** (Alternating Token-Weighted Unlearning) learns, with no labels, a weight *g* in (0, 1)
-for each token: a tiny linear scorer on the model's hidden state. Tokens whose loss can rise
-without the retain data pulling them back get weight; shared words do not. The model step and the
-scorer step alternate (METHOD.md §1).
+for each token: a tiny linear scorer on the model's hidden state. The aim: weight the tokens whose
+loss can rise without the retain data pulling them back, not the shared words. The model step and
+the scorer step alternate (METHOD.md §1).
 
-This dashboard shows those weights token by token, compares them with the ground-truth fact spans
-and with heuristic weightings (WGA, SatImp, SEUL), and compares how well each method forgets.
+Two controls say what the learned weights add: **atwu_frozen** is ATWU's loss with every weight
+fixed at 0.5, **oracle_saturated** the same loss with the true fact spans as weights. On the
+built-in benchmark ATWU's weights do rank fact tokens above the rest, but ATWU keeps the forget
+answers' shared words no better than the frozen control, while the oracle keeps most of them: the
+learned weights are not (yet) what spares the shared words. The seed study's numbers are in
+docs/RESULTS.md.
+
+This dashboard shows the weights token by token next to the controls, the ground-truth fact
+spans and heuristic weightings (WGA, SatImp, SEUL), and compares how well each method forgets.
 """
 
 VIEWS = {
     "token": (
         "Each box is one token of a forget answer. **Colour = the method's weight** for that token "
-        "(pale = ignored, dark = pushed on hardest); **cyan outline = the token is part of a "
-        "ground-truth fact** the model should forget. A good token weighting colours the outlined "
-        "tokens dark and leaves the rest pale. Hover a token for its numbers: the NLL (how "
-        "surprised the model is by the token) before unlearning → at this step; higher after = "
-        "more forgotten. Move the step slider to replay training."
+        "(pale = ignored, dark = pushed on hardest; the legend names the colour scale); **cyan "
+        "outline = the token is part of a ground-truth fact** the model should forget, dashed "
+        "orange = a value other authors share. A good token weighting colours the outlined tokens "
+        "dark and leaves the rest pale. Hover a token for its numbers: the NLL (how surprised the "
+        "model is by the token) before unlearning → at this step; higher = more forgotten. Press "
+        "Play or move the slider to replay training. Ranking tokens well is not the same as "
+        "sparing the shared words: the frozen control's row and the leaderboard tell that apart."
     ),
     "heatmap": (
         "Every probe example (rows) and answer position (columns) at the chosen step. Cyan squares "
         "mark ground-truth span tokens; hover a cell to see its token."
     ),
     "side_by_side": (
-        "The same answer under several methods, each at its last snapshot. WGA and SatImp derive "
-        "weights from the token's probability, SEUL picks surprising tokens, the oracle uses the "
-        "true spans (the upper bound), ATWU learns its weights. The last row is the ground truth."
+        "The same answer under several methods, all at the slider's step (a run without that "
+        "snapshot shows its nearest earlier one, and says so). ATWU learns its weights; "
+        "atwu_frozen is its control with every weight 0.5 (what ATWU's loss does without learned "
+        "weights); oracle_saturated uses the true spans (what a perfect weighting could do). WGA "
+        "and SatImp derive weights from the token's probability, SEUL picks surprising tokens. "
+        "The last row is the ground truth. Next to each run: its span AUROC on this example."
+    ),
+    "ranking": (
+        "Span AUROC of each method's final token weights on every forget answer (eval.json "
+        "`span/auroc`), mean ± sd over seeds. Hatched grey bars are scores, not methods: they "
+        "rank tokens by a number alone (the token's NLL, its rise, or the retain model's NLL), "
+        "with no unlearning. A weighting that ranks facts well need not keep the shared words: "
+        "compare `forget/other_token_acc` of atwu and atwu_frozen in the leaderboard "
+        "(docs/RESULTS.md has the seed study)."
     ),
     "probe": (
         "Type any question and answer: the selected run's model scores each answer token (for "
@@ -60,16 +80,19 @@ VIEWS = {
         "model must keep (should stay flat)."
     ),
     "tradeoff": (
-        "Each dot is a finished run. **Forget quality** (up is better) is a p-value: could the "
+        "Each point is a method (mean ± sd when it has several seeds; grey markers are the "
+        "reference models, targets rather than competitors, never on the front). **Forget quality** (up is better) is a p-value: could the "
         "unlearned model's answers come from a model that never saw the forget data? It is drawn "
         "on a log axis. **Model utility** (right is better) summarises how well the model still "
-        "does on everything else. The dashed line is the Pareto front: runs no other run beats on "
-        "both axes at once. RWKU runs have no forget quality: plot e.g. `rwku/forget_avg_rougeL` (down "
+        "does on everything else. The dashed line is the Pareto front: methods no other method "
+        "beats on both axes at once. RWKU runs have no forget quality: plot e.g. `rwku/forget_avg_rougeL` (down "
         "= forgotten) against `rwku/neighbor_avg_rougeL` (right = related knowledge kept)."
     ),
     "leaderboard": (
-        "Final metrics of every finished run, from eval.json (METHOD.md §3). Click a column header "
-        "to sort. `forget/*` lower = more forgotten; `retain/*`, `world_facts/*` and "
+        "Final metrics per method, from eval.json (METHOD.md §3): mean ± sd over its runs, ★ = best "
+        "method per column, ATWU's row tinted. `selectivity` and `shared acc` say whether a method "
+        "kept the forget answers' shared words; compare atwu with atwu_frozen. Click a column "
+        "header to sort. `forget/*` lower = more forgotten; `retain/*`, `world_facts/*` and "
         "`model_utility` higher = better kept; `forget_quality` higher = better. RWKU runs fill the "
         "`rwku/*` columns instead (see 'What do the columns mean?'); a cell is empty where a "
         "run's benchmark has no such metric."
@@ -77,7 +100,8 @@ VIEWS = {
     "generations": (
         "What the models actually say: the question, the true answer (facts highlighted), and each "
         "run's greedy answer after unlearning. A good run no longer states the highlighted facts "
-        "but still answers fluently."
+        "but still answers fluently: a fact of the true answer that survives in a run's answer "
+        "is marked in orange, and an answer that degenerates into repetition is flagged."
     ),
     "experiment": (
         "Launch an unlearning run in the background (`atwu unlearn`). It writes a run folder that "
@@ -206,3 +230,84 @@ HPARAMS = {
     "lr_decay": "ATWU scorer: learning rate decays linearly over the scorer's updates (last one at 1/N).",
     "freeze_after": "ATWU scorer: stop updating after this model step (−1 = never).",
 }
+
+# Human labels of the launcher's hyperparameters (the code name stays in the help text).
+HPARAM_LABELS = {
+    "beta": "Sharpness β",
+    "beta1": "SatImp β₁ (on p)",
+    "beta2": "SatImp β₂ (on 1 − p)",
+    "delta": "SimNPO margin δ",
+    "saturation": "Saturation",
+    "k": "SEUL threshold k",
+    "max_gap": "SEUL gap fill",
+    "saturate": "Saturated loss",
+    "steering_coeff": "RMU steering length",
+    "layer": "RMU layer",
+    "update_every": "Scorer update every n steps",
+    "lambda_h": "Scorer entropy weight λ_h",
+    "lambda_p": "Scorer budget weight λ_p",
+    "budget": "Scorer budget (share of g > 0.5)",
+    "lambda_2": "Scorer L2 weight λ₂",
+    "scorer_weight_decay": "Scorer weight decay",
+    "scorer_position": "Scorer reads position",
+    "scorer_lr": "Scorer learning rate",
+    "scorer_momentum": "Scorer momentum",
+    "scorer_clip": "Scorer gradient clip",
+    "lr_decay": "Scorer learning-rate decay",
+    "freeze_after": "Freeze scorer after step",
+}
+# Hyperparameters whose values are a fixed set: a select box, not free text.
+HPARAM_CHOICES = {
+    "saturation": ["scaled", "plain", "none"],
+    "scorer_position": ["own", "prev"],
+}
+
+# The guided tour (5 steps, a 5-minute demo): (title, text, the tab it opens, what it sets up).
+# The text says what the controls show, not more; numbers of the seed study: docs/RESULTS.md.
+TOUR = (
+    (
+        "1 · What is unlearning?",
+        "A language model was fine-tuned on facts about fictitious authors. Unlearning should "
+        "make it forget a few authors' facts (their birthplace, their books...) and keep "
+        "everything else: other authors, general knowledge, and the ordinary words those "
+        "answers share with all the others.",
+        "Token view",
+        "",
+    ),
+    (
+        "2 · Which tokens carry the facts?",
+        "Look at the last row, the ground truth: the dark tokens are the facts to forget, "
+        "everything pale is wording every author shares. Dashed orange marks values other "
+        "authors have too (a birth year, a month). Most methods push on every token of the "
+        "answer; a token weighting tries to push only on the facts.",
+        "Token view",
+        "start",
+    ),
+    (
+        "3 · Watch ATWU learn its weights",
+        "Press Play. At step 0 ATWU's weights are all 0.5 (one colour). As training goes on, "
+        "its scorer learns, without labels, which tokens to push on: the span AUROC next to "
+        "the row says how well its ranking matches the facts (0.5 = chance, 1 = perfect).",
+        "Token view",
+        "play",
+    ),
+    (
+        "4 · Compare with the controls and baselines",
+        "atwu_frozen uses ATWU's loss with every weight fixed at 0.5; oracle_saturated uses "
+        "the true facts as weights. On this benchmark ATWU ranks fact tokens above chance, yet "
+        "it keeps the answers' shared words no better than the frozen control; the oracle "
+        "keeps most of them. So the learned weights are not (yet) what spares the shared "
+        "words. The Alignment tab ranks every method.",
+        "Alignment",
+        "",
+    ),
+    (
+        "5 · The trade-off",
+        "Each point is a method: up = forgets better (forget quality), right = keeps more "
+        "(model utility). The grey markers are the models before unlearning and the target "
+        "model trained without the forget set. The leaderboard below has the shared-word "
+        "accuracy; the seed study's numbers are in docs/RESULTS.md.",
+        "Curves & trade-offs",
+        "",
+    ),
+)

@@ -28,3 +28,11 @@ def html_with(at: AppTest, needle: str) -> str:
     found = [h.value for h in at.html if needle in h.value]
     assert found, f"no st.html element contains {needle!r}"
     return found[0]
+
+
+def table_with(at: AppTest, *columns: str):
+    """The first st.dataframe (main area, then sidebar) holding all of `columns`."""
+    for el in [*at.main.dataframe, *at.sidebar.dataframe]:
+        if set(columns) <= set(el.value.columns):
+            return el.value
+    raise AssertionError(f"no dataframe has columns {columns}")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
-from apptest import html_with, open_app
+from apptest import html_with, open_app, table_with
 from fake_runs import (
     EXAMPLES,
     METHODS,
@@ -86,9 +86,22 @@ def names(spec: dict) -> list[str]:
     return [t.get("name") for t in spec["data"]]
 
 
-def expected_colors(runs_dir: Path, run_id: str, example: str, step: int) -> list[str]:
+def expected_colors(
+    runs_dir: Path, run_id: str, example: str, step: int, scale: str = "row"
+) -> list[str]:
+    """The colours a run's row should show, on the token view's default per-row scale."""
     tw = runs.load_run(runs_dir / run_id).token_weights
-    return [viz.weight_color(w) for w in viz.example_tokens(tw, example, step)["weight"]]
+    weights = list(viz.example_tokens(tw, example, step)["weight"])
+    lo, hi = viz.scale_range(weights, scale)
+    return [viz.weight_color_on(w, lo, hi, scale) for w in weights]
+
+
+def comparison_rows(at: AppTest) -> dict[str, str]:
+    """The first screen's rows: {row label: that row's HTML}, the ground truth last."""
+    body = html_with(at, "atwu-compare")
+    rows = body.split('class="atwu-row"')[1:]
+    labels = [re.search(r'data-method="[^"]*"><?[^>]*>?.*?<b>(.*?)</b>', r).group(1) for r in rows]
+    return dict(zip(labels, rows, strict=True))
 
 
 # ----------------------------------------------------------------------------- token view
@@ -98,19 +111,21 @@ def test_opens_on_the_token_view_of_the_atwu_run(lab):
     at = open_app()
     assert [t.label for t in at.tabs] == [
         "Token view",
-        "Probe your own text",
+        "Probe your text",
         "Alignment",
         "Curves & trade-offs",
         "Generations",
-        "Run a new experiment",
+        "New run",
         "Data",
     ]
     assert at.selectbox(key="tv_run").value == "atwu"  # the method: one run per method here
     assert any(c.value.endswith("Run id `fake-atwu-s0`.") for c in at.caption)  # traceable
     assert at.selectbox(key="tv_example").value == "a001-q00"
     assert at.select_slider(key="tv_step").value == 20  # the last snapshot
-    tokens_html = html_with(at, "atwu-tokens")
-    assert backgrounds(tokens_html) == expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 20)
+    rows = comparison_rows(at)
+    # ATWU first, then the baselines that exist here, the ground truth last
+    assert list(rows) == ["atwu", "wga", "satimp", "seul", "ground truth"]
+    assert backgrounds(rows["atwu"]) == expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 20)
     assert "Where was Elena Marquez born?" in html_with(at, "Question:")
     example = at.selectbox(key="tv_example")
     assert example.format_func("a001-q00") == "a001-q00: Where was Elena Marquez born?"
@@ -132,7 +147,7 @@ def test_question_hidden_when_the_benchmark_has_another_answer_for_the_id(lab):
 def test_step_slider_replays_the_weights(lab):
     at = open_app()
     at.select_slider(key="tv_step").set_value(0).run()
-    at0 = backgrounds(html_with(at, "atwu-tokens"))
+    at0 = backgrounds(comparison_rows(at)["atwu"])
     assert at0 == expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 0)
     assert at0 != expected_colors(lab.runs, "fake-atwu-s0", "a001-q00", 20)
     assert "snapshot" in at.select_slider(key="tv_step").label.lower()
@@ -141,48 +156,154 @@ def test_step_slider_replays_the_weights(lab):
 def test_example_choice_escapes_token_text(lab):
     at = open_app()
     at.selectbox(key="tv_example").set_value("a002-q00").run()
-    html = html_with(at, "atwu-tokens")
-    assert "> marine</span>" in html and "> &lt;b&gt;</span>" in html and "<b>" not in html
+    html = comparison_rows(at)["atwu"]
+    assert '"> marine<span class="atwu-card">' in html
+    assert '"> &lt;b&gt;<span class="atwu-card">' in html
+    assert '"> <b><span' not in html and "token <b>␣&lt;b&gt;</b>" in html  # hover card escaped
     assert backgrounds(html) == expected_colors(lab.runs, "fake-atwu-s0", "a002-q00", 20)
 
 
-def test_heatmap_side_by_side_and_download(lab):
+def test_heatmap_rows_and_download(lab):
     at = open_app()
     heat = chart(at, "tv_heatmap")
     assert names(heat)[1] == "ground-truth span"
     assert heat["data"][0]["y"] == ["a001-q00", "a001-q01", "a002-q00"]
-    side = html_with(at, "ground truth (spans)")
-    for method in ("atwu", "wga", "satimp", "seul", "oracle_mask"):
-        assert f"{method} (step 20)" in side
-    assert "grad_diff" not in side  # not one of the compared methods by default
+    rows = comparison_rows(at)
+    assert "grad_diff" not in rows and "oracle_mask" not in rows  # not first-screen methods
     assert at.multiselect(key="tv_compare").value[0] == "atwu"
     download = at.get("download_button")
-    assert [d.proto.label for d in download] == ["Download the token view (HTML)"]
+    assert [d.proto.label for d in download] == ["Download this comparison (HTML)"]
 
 
-def test_run_switch_keeps_a_valid_example_and_step(lab):
+@pytest.fixture
+def controls(lab):
+    """The two controls next to the fake runs; the oracle has fewer snapshots (0 and 20)."""
+    write_fake_run(lab.runs, "atwu_frozen", run_id="fake-atwu_frozen-s0")
+    write_fake_run(lab.runs, "oracle_saturated", run_id="fake-oracle-s0", snapshot_every=20)
+    return lab
+
+
+def test_first_screen_is_the_comparison_with_controls_and_ground_truth(controls):
+    at = open_app()
+    rows = comparison_rows(at)
+    assert list(rows) == [
+        "atwu",
+        "atwu_frozen",
+        "oracle_saturated",
+        "wga",
+        "satimp",
+        "seul",
+        "ground truth",
+    ]
+    # each method row: its colour swatch from the one table, its step and per-example AUROC
+    for method in ("atwu", "atwu_frozen", "wga"):
+        assert viz.method_style(method)["color"] in rows[method]
+        assert "step 20 · span AUROC" in rows[method]
+    tw = runs.load_run(controls.runs / "fake-atwu-s0").token_weights
+    frame = viz.example_tokens(tw, "a001-q00", 20)
+    assert f"span AUROC {viz.example_auroc(frame):.2f}" in rows["atwu"]
+    # the ground truth: span tokens dark, the rest pale
+    truth = [viz.weight_color(float(x)) for x in frame["in_span"]]
+    assert backgrounds(rows["ground truth"]) == truth
+    assert "Colour scale: per row" in html_with(at, "atwu-compare")
+    # every row follows the slider; the oracle has no step 10 and says what it shows instead
+    at.select_slider(key="tv_step").set_value(10).run()
+    rows = comparison_rows(at)
+    assert "step 10 · span AUROC" in rows["atwu"]
+    assert "step 0: its nearest snapshot" in rows["oracle_saturated"]
+    assert backgrounds(rows["wga"]) == expected_colors(controls.runs, "fake-wga-s0", "a001-q00", 10)
+
+
+def test_colour_scale_choice_is_named_in_the_legend(lab):
+    at = open_app()
+    at.radio(key="tv_scale").set_value("absolute").run()
+    assert "Colour scale: absolute 0–1" in html_with(at, "atwu-compare")
+    assert backgrounds(comparison_rows(at)["atwu"]) == expected_colors(
+        lab.runs, "fake-atwu-s0", "a001-q00", 20, "absolute"
+    )
+    at.radio(key="tv_scale").set_value("diverging").run()
+    assert "Colour scale: diverging around 0.5" in html_with(at, "atwu-compare")
+    assert at.query_params["scale"] == "diverging"
+
+
+def test_play_replays_the_snapshots_and_stops_at_the_last(lab):
+    at = open_app()
+    assert at.select_slider(key="tv_step").value == 20
+    at.button(key="tv_play").click().run()  # at the last step: play starts over from step 0
+    assert at.select_slider(key="tv_step").value == 0
+    assert at.button(key="tv_play").label == "Pause"
+    at.run()  # a tick of the play timer
+    assert at.select_slider(key="tv_step").value == 10
+    assert "step 10 · span AUROC" in comparison_rows(at)["wga"]
+    at.run()
+    assert at.select_slider(key="tv_step").value == 20
+    at.run()
+    assert at.select_slider(key="tv_step").value == 20  # stopped at the end
+    assert at.button(key="tv_play").label == "Play"
+    assert not at.exception
+
+
+def test_run_switch_keeps_the_last_step_or_the_nearest_snapshot(lab):
     write_fake_run(lab.runs, "wga", run_id="short", seed=1, total_steps=4, snapshot_every=2)
     at = open_app()
-    at.select_slider(key="tv_step").set_value(10).run()
-    at.multiselect(key="tv_compare").set_value(["atwu"]).run()
-    side = html_with(at, "ground truth (spans)")
-    assert side.count('class="atwu-tokens"') == 2  # the one picked run + the ground truth
     assert "wga s0" in at.selectbox(key="tv_run").options  # two wga runs: the seed tells them apart
     at.selectbox(key="tv_run").set_value("wga s1").run()
     assert not at.exception
-    assert at.select_slider(key="tv_step").value == 4
+    assert at.select_slider(key="tv_step").value == 4  # was at the last step: stays at the last
     assert at.multiselect(key="tv_compare").value[0] == "wga s1"  # a new run: default comparison
-    assert backgrounds(html_with(at, "atwu-tokens")) == expected_colors(
+    assert backgrounds(comparison_rows(at)["wga s1"]) == expected_colors(
         lab.runs, "short", "a001-q00", 4
     )
+    at.select_slider(key="tv_step").set_value(2).run()
+    at.selectbox(key="tv_run").set_value("atwu").run()
+    assert at.select_slider(key="tv_step").value == 0  # no step 2 here: the nearest earlier one
+    at.select_slider(key="tv_step").set_value(20).run()
+    at.selectbox(key="tv_example").set_value("a002-q00").run()
+    assert at.select_slider(key="tv_step").value == 20
+
+
+def test_url_parameters_restore_a_view_and_follow_it(lab):
+    at = AppTest.from_file(str(Path(TESTS).parent / "dashboard" / "app.py"), default_timeout=30)
+    at.query_params.update(run="fake-wga-s0", example="a002-q00", step="10", tab="token")
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="tv_run").value == "wga"
+    assert at.selectbox(key="tv_example").value == "a002-q00"
+    assert at.select_slider(key="tv_step").value == 10
+    assert next(iter(comparison_rows(at))) == "wga"
+    at.select_slider(key="tv_step").set_value(20).run()
+    assert at.query_params["run"] == "fake-wga-s0"
+    assert at.query_params["step"] == "20"
+    assert at.query_params["example"] == "a002-q00"
+    assert at.query_params["dataset"] == "builtin" and at.query_params["tab"] == "token"
+    # another tab in the link
+    at = AppTest.from_file(str(Path(TESTS).parent / "dashboard" / "app.py"), default_timeout=30)
+    at.query_params.update(tab="alignment", run="no-such-run")
+    at.run()
+    assert not at.exception
+    assert at.session_state["view"] == "Alignment"
+
+
+def test_only_finished_runs_unless_asked_and_a_new_run_never_takes_over(lab):
+    write_fake_run(lab.runs, "atwu", run_id="zz-running", seed=3, finish=False)
+    at = open_app()
+    sidebar = at.multiselect(key="selected_runs")
+    assert str(lab.runs / "zz-running") not in sidebar.options
+    assert at.selectbox(key="tv_run").value == "atwu s0"  # the finished ATWU run
+    at.toggle(key="show_unfinished").set_value(True).run()
+    assert str(lab.runs / "zz-running") in at.multiselect(key="selected_runs").value
+    assert at.selectbox(key="tv_run").value == "atwu s0"  # the view stays where it was
 
 
 # ----------------------------------------------------------------------------- probe
 
 
 @pytest.fixture
-def fake_probe(monkeypatch):
-    """Put a stand-in `atwu_core.probe` in sys.modules (AppTest runs the app in-process)."""
+def fake_probe(lab, monkeypatch):
+    """Put a stand-in `atwu_core.probe` in sys.modules (AppTest runs the app in-process); the
+    fake ATWU and WGA runs get a scorer file (probing needs a trained scorer)."""
+    for run_id in ("fake-atwu-s0", "fake-wga-s0"):
+        (lab.runs / run_id / "scorer.safetensors").write_bytes(b"fake")
     module = types.ModuleType("atwu_core.probe")
     calls = []
 
@@ -217,18 +338,32 @@ def probe(at: AppTest, answer: str, question: str = "Q?") -> AppTest:
 
 
 def test_probe_scores_and_renders_the_text(lab, fake_probe):
-    at = probe(open_app("Probe your own text"), "Tom <x> paints")
+    at = probe(open_app("Probe your text"), "Tom <x> paints")
     assert fake_probe == [("fake-atwu-s0", "Q?", "Tom <x> paints")]
     html = html_with(at, "atwu-tokens")
     assert backgrounds(html) == [viz.weight_color(1.0), viz.weight_color(0.0), viz.weight_color(1)]
     assert "&lt;x&gt;" in html
     assert at.dataframe[0].value["token"].tolist() == ["Tom", " <x>", " paints"]
     assert any("fake/final-model" in c.value for c in at.caption)
+    assert "ground-truth fact span" not in html  # free text: no spans promised
+    extremes = html_with(at, "Pushed on hardest")
+    assert "<code>Tom</code> 1.00" in extremes and "&lt;x&gt;" in extremes
+
+
+def test_probe_lists_only_runs_with_a_trained_scorer(lab, fake_probe):
+    at = open_app("Probe your text")
+    assert sorted(at.selectbox(key="probe_run").options) == ["atwu", "wga"]
+    assert "4 selected run(s) without one" in at.selectbox(key="probe_run").help
+    for run_id in ("fake-atwu-s0", "fake-wga-s0"):
+        (lab.runs / run_id / "scorer.safetensors").unlink()
+    at = open_app("Probe your text")
+    assert "None of the selected runs has a trained token scorer" in at.info[0].value
+    assert not at.error
 
 
 def test_probe_shows_recorded_conflict_for_a_probe_example(lab, fake_probe):
     answer = EXAMPLES[0][2]
-    at = open_app("Probe your own text")
+    at = open_app("Probe your text")
     at.selectbox(key="probe_run").set_value("atwu")
     at = probe(at, answer)
     table = at.dataframe[0].value
@@ -238,8 +373,9 @@ def test_probe_shows_recorded_conflict_for_a_probe_example(lab, fake_probe):
 
 
 def test_probe_errors_are_messages_not_tracebacks(lab, fake_probe, monkeypatch):
-    at = probe(open_app("Probe your own text"), "   ")
-    assert [e.value for e in at.error] == ["Type an answer to score."]
+    at = probe(open_app("Probe your text"), "   ")
+    assert not at.error  # a missing answer is a hint, not an error
+    assert "Type an answer above first" in at.info[0].value
     at = probe(at, "boom")
     assert (
         "Scoring failed for fake-atwu-s0: ValueError: run folder has no model/" in at.error[0].value
@@ -256,13 +392,14 @@ def test_probe_errors_are_messages_not_tracebacks(lab, fake_probe, monkeypatch):
 
 def test_alignment_table_curves_and_distributions(lab):
     at = open_app("Alignment")
-    table = at.dataframe[0].value
+    table = table_with(at, "run", "step", "auroc")
     assert len(table) == len(METHODS) * 3  # runs × snapshots (0, 10, 20)
     oracle = table[(table["run"] == "oracle_mask") & (table["step"] == 20)]
     assert oracle["auroc"].item() == 1.0
     assert set(table["method"]) == set(METHODS)
     curves = names(chart(at, "al_curves"))
-    assert "oracle_mask (AUROC 1.000)" in curves and "chance" in curves
+    assert "oracle_mask · AUROC 1.000 · AP 1.000" in curves and "chance" in curves
+    assert curves[0].startswith("atwu ·")  # ATWU first in the legend
     assert names(chart(at, "al_dist")) == ["in forget span", "outside spans"]
     assert len(names(chart(at, "al_steps"))) == len(METHODS)
 
@@ -284,15 +421,19 @@ def test_training_curves_per_run_and_metric_choice(lab):
 
 def test_leaderboard_tradeoff_and_downloads(lab):
     at = open_app("Curves & trade-offs")
-    board = at.dataframe[0].value
+    board = table_with(at, "run", "run_id")
     assert sorted(board["run"]) == sorted(METHODS)  # short names, the run id next to them
     assert sorted(board["run_id"]) == sorted(f"fake-{m}-s0" for m in METHODS)
     fq = runs.load_run(lab.runs / "fake-atwu-s0").eval_value("forget_quality")
     assert board.set_index("run").loc["atwu", "forget_quality"] == fq
     assert board.set_index("run").loc["atwu", "run_id"] == "fake-atwu-s0"
     scatter = chart(at, "tr_scatter")
-    assert names(scatter)[-1] == "Pareto front"
+    assert names(scatter)[-1] == "Pareto front (methods)"
+    assert names(scatter)[0] == "atwu"
     assert scatter["layout"]["yaxis"]["type"] == "log"
+    assert scatter["layout"]["yaxis"]["tickformat"] == ".0e"
+    summary = table_with(at, "method", "runs")
+    assert summary["method"].iloc[0] == "atwu"  # grouped by method, ATWU first
     labels = [d.proto.label for d in at.get("download_button")]
     assert labels == ["Download CSV", "Download JSON"]
 
@@ -300,7 +441,8 @@ def test_leaderboard_tradeoff_and_downloads(lab):
 def test_unfinished_runs_stay_out_of_the_leaderboard(lab):
     write_fake_run(lab.runs, "atwu", run_id="still-running", finish=False)
     at = open_app("Curves & trade-offs")
-    assert "still-running" not in set(at.dataframe[0].value["run_id"])
+    at.toggle(key="show_unfinished").set_value(True).run()  # listed, yet not on the leaderboard
+    assert "still-running" not in set(table_with(at, "run_id")["run_id"])
     # Two ATWU runs: the seed joins the name; same seed as fake-atwu-s0: numbered, oldest first.
     assert "atwu s0 #2" in names(chart(at, "cv_curves"))
     selected = at.multiselect(key="selected_runs")
@@ -424,13 +566,13 @@ def load_methods(at: AppTest) -> AppTest:
 
 @pytest.fixture
 def experiment(fake_cli):
-    """The "Run a new experiment" view with the fake CLI's method table already cached."""
+    """The "New run" view with the fake CLI's method table already cached."""
     jobs.write_methods(fake_cli.new, jobs.normalise_methods(fake_runs.METHODS_TABLE))
-    return open_app("Run a new experiment")
+    return open_app("New run")
 
 
 def test_launch_a_run_and_see_it_finish(fake_cli):
-    at = load_methods(open_app("Run a new experiment"))  # the real path: a subprocess, cached
+    at = load_methods(open_app("New run"))  # the real path: a subprocess, cached
     assert jobs.read_methods(fake_cli.new) == jobs.normalise_methods(fake_runs.METHODS_TABLE)
     assert at.selectbox(key="exp_method").options == [
         "atwu: learned weights",
@@ -453,7 +595,7 @@ def test_launch_a_run_and_see_it_finish(fake_cli):
     assert str(run_path) in at.multiselect(key="selected_runs").value  # joins the selection
     at.session_state["view"] = "Curves & trade-offs"
     at.run()
-    assert run_path.name in set(at.dataframe[0].value["run_id"])
+    assert run_path.name in set(table_with(at, "run_id")["run_id"])
 
 
 def test_hyperparameter_out_of_range_shows_the_cli_error(experiment):
@@ -483,8 +625,8 @@ def test_cancel_interrupts_the_run(experiment, monkeypatch):
     at = wait_for(at, lambda a: any(p.proto.value > 0 for p in a.get("progress")))
     assert re.search(r"step \d+ / 200", at.get("progress")[0].proto.text)
     at.button(key="exp_cancel").click().run()
-    at = wait_for(at, lambda a: bool(a.error))
-    assert "The run was cancelled" in at.error[0].value
+    at = wait_for(at, lambda a: any("cancelled as you asked" in i.value for i in a.info))
+    assert not at.error  # a cancel the user asked for is a notice, not an error
     job = at.session_state["job"]
     run = runs.load_run(job.find_run())
     assert run.status == "interrupted"
@@ -565,7 +707,7 @@ def test_real_model_not_installed_shows_the_pip_command(experiment, monkeypatch)
 
 def test_failing_method_list_is_reported(fake_cli, monkeypatch):
     monkeypatch.setenv("ATWU_CLI_MODULE", "no_such_module_anywhere")
-    at = load_methods(open_app("Run a new experiment"))
+    at = load_methods(open_app("New run"))
     assert "exited with code 1" in at.error[0].value
     assert "No module named no_such_module_anywhere" in at.error[0].value
 
@@ -588,7 +730,7 @@ def test_bundled_method_table_is_the_cli_output(capsys):
 def test_experiment_form_is_ready_without_running_the_cli(lab, monkeypatch):
     # A CLI that cannot run proves the table came from the committed file, not a subprocess.
     monkeypatch.setenv("ATWU_CLI_MODULE", "no_such_module_anywhere")
-    at = open_app("Run a new experiment")
+    at = open_app("New run")
     bundled = json.loads(jobs.METHODS_FILE.read_text())
     options = at.selectbox(key="exp_method").options
     assert len(options) == len(bundled)
@@ -603,7 +745,7 @@ def test_malformed_method_file_is_named_and_the_fallback_offered(lab, monkeypatc
     bad = lab.root / "methods.json"
     bad.write_text('{"methods": []}')
     monkeypatch.setenv("ATWU_METHODS_FILE", str(bad))
-    at = open_app("Run a new experiment")
+    at = open_app("New run")
     assert f"{bad}: not a valid method table (the method table is empty)" in at.error[0].value
     assert any(b.key == "exp_load_methods" for b in at.button)
 
@@ -659,14 +801,115 @@ def test_sample_runs_read_as_methods_with_quiet_defaults(sample_lab):
     assert not any("does not exist" in i.value for i in at.sidebar.info)
     sidebar = at.multiselect(key="selected_runs")
     labels = [sidebar.format_func(p) for p in sidebar.value]
-    assert len(labels) == 18 and len(set(labels)) == 18
+    assert len(labels) == 20 and len(set(labels)) == 20
     assert "atwu" in labels and "full model (before)" in labels  # finished: no status shown
     assert "retain model (target)" in labels
     picked = at.multiselect(key="al_runs")
-    assert picked.value == ["atwu", "grad_diff", "wga", "satimp", "seul", "npo", "oracle_mask"]
-    table = at.dataframe[0].value
+    assert picked.value == [
+        "atwu",
+        "atwu_frozen",
+        "oracle_saturated",
+        "grad_diff",
+        "wga",
+        "satimp",
+        "seul",
+        "npo",
+        "oracle_mask",
+    ]
+    table = table_with(at, "run", "step", "auroc")
     assert set(table["run"]) == set(picked.value)
     assert table["auroc"].between(0, 1).all()
     at.session_state["view"] = "Generations"
     at.run()
     assert "full model (before)</" in html_with(at, "True answer")
+
+
+def test_one_colour_per_method_in_every_figure_even_after_a_run_is_added(lab):
+    def colours() -> dict[str, set[str]]:
+        seen: dict[str, set[str]] = {}
+        at = open_app("Curves & trade-offs")
+        for t in chart(at, "cv_curves")["data"]:
+            seen.setdefault(t["name"].split(" ")[0], set()).add(t["line"]["color"])
+        for t in chart(at, "tr_scatter")["data"]:
+            if "marker" in t and t["name"] in METHODS:
+                seen.setdefault(t["name"], set()).add(t["marker"]["color"])
+        at = open_app("Alignment")
+        for key in ("al_curves", "al_steps"):
+            for t in chart(at, key)["data"]:
+                if t["name"] != "chance":
+                    seen.setdefault(t["name"].split(" ")[0], set()).add(t["line"]["color"])
+        rows = comparison_rows(open_app())
+        for method in ("atwu", "wga", "satimp", "seul"):
+            assert viz.method_style(method)["color"] in rows[method]
+        return seen
+
+    before = colours()
+    for method in METHODS:
+        assert before[method] == {viz.method_style(method)["color"]}, method
+    write_fake_run(lab.runs, "npo", run_id="a-new-npo-run")
+    st.cache_data.clear()
+    after = colours()
+    assert {m: after[m] for m in METHODS} == before  # nobody changed colour
+    assert after["npo"] == {viz.method_style("npo")["color"]}
+
+
+def test_sample_runs_tradeoff_alignment_ranking_and_leaderboard(sample_lab):
+    at = open_app("Curves & trade-offs")
+    scatter = chart(at, "tr_scatter")
+    front = next(t for t in scatter["data"] if t["name"] == "Pareto front (methods)")
+    on_front = list(front["customdata"])
+    assert on_front and not {"full", "retain"} & set(on_front)  # no reference model
+    assert "atwu" in on_front  # ATWU's forget quality 0.99 is not beaten by a method
+    references = [t["name"] for t in scatter["data"] if t["name"].endswith("(reference)")]
+    assert sorted(references) == [
+        "full model (before) (reference)",
+        "retain model (target) (reference)",
+    ]
+    summary = table_with(at, "method", "runs")
+    assert {"selectivity", "forget/span_token_acc", "forget/other_token_acc"} <= set(summary)
+    at = open_app("Alignment")
+    bars = chart(at, "al_ranking")["data"][0]
+    labels = list(bars["y"])
+    assert "atwu" in labels and "oracle_saturated" in labels
+    assert any("score only" in label for label in labels)  # the score-only references
+    assert labels[-1] in ("oracle_saturated", "oracle_mask")  # the spans themselves rank first
+    fields = chart(at, "al_fields")["data"][0]
+    assert "birth_city" in list(fields["x"]) and next(iter(fields["y"])) == "atwu"
+
+
+def test_launcher_labels_are_human_and_fixed_choices_are_select_boxes(experiment):
+    at = experiment
+    saturation = at.selectbox(key="exp_hp_atwu_saturation")
+    assert saturation.options == ["scaled", "plain", "none"] and saturation.value == "scaled"
+    budget = at.number_input(key="exp_hp_atwu_budget")
+    assert budget.label == "Scorer budget (share of g > 0.5)"
+    assert "Code name `budget`" in budget.help
+
+
+def test_sample_generations_mark_facts_the_full_model_still_states(sample_lab):
+    at = open_app("Generations")
+    rows = html_with(at, "True answer")
+    full = rows.split("full model (before)</div>")[1].split('<div style="display:flex')[0]
+    assert 'class="atwu-leak"' in full  # the model before unlearning states the facts
+
+
+def test_guided_tour_walks_five_steps_from_the_page(lab):
+    at = open_app()
+    at.button(key="tour_start").click().run()
+    assert "1 · What is unlearning?" in html_with(at, "atwu-tour")
+    at.button(key="tour_next").click().run()
+    assert "2 · Which tokens" in html_with(at, "atwu-tour")
+    assert at.select_slider(key="tv_step").value == 0  # before unlearning
+    at.button(key="tour_next").click().run()
+    assert at.button(key="tv_play").label == "Pause"  # step 3 plays the replay
+    at.button(key="tour_next").click().run()
+    assert at.session_state["view"] == "Alignment"
+    assert "atwu_frozen" in html_with(at, "atwu-tour")  # says what the controls show
+    at.button(key="tour_next").click().run()
+    assert at.session_state["view"] == "Curves & trade-offs"
+    assert "docs/RESULTS.md" in html_with(at, "atwu-tour")
+    assert at.query_params["tour"] == "5"
+    assert at.button(key="tour_next").disabled
+    at.button(key="tour_end").click().run()
+    assert not [h for h in at.html if "atwu-tour" in h.value]
+    assert not at.exception

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from apptest import open_app
+from apptest import open_app, table_with
 from fake_runs import write_fake_benchmark, write_fake_run
 from streamlit.components.v2 import manifest_scanner
 
@@ -79,7 +79,7 @@ def test_every_view_opens_on_rwku_runs(rwku_lab, view):
 
 def test_rwku_leaderboard_tradeoff_and_teaching_text(rwku_lab):
     at = open_app("Curves & trade-offs")
-    board = at.dataframe[0].value
+    board = table_with(at, "run_id")
     assert set(RWKU_VALUES) <= set(board.columns)
     row = board.set_index("run_id").loc["rwku-atwu-b"]
     assert row["rwku/forget_avg_rougeL"] == pytest.approx(0.35)
@@ -102,7 +102,7 @@ def test_generations_list_rwku_probe_splits(rwku_lab):
 def test_tofu_and_rwku_runs_share_the_leaderboard(rwku_lab):
     write_fake_run(rwku_lab.runs, "wga", run_id="tofu-wga")
     at = open_app("Curves & trade-offs")
-    board = at.dataframe[0].value.set_index("run_id")
+    board = table_with(at, "run_id").set_index("run_id")
     assert board["rwku/forget_avg_rougeL"].isna().sum() == 1  # the TOFU run lacks it
     assert board["forget_quality"].isna().sum() == 2  # the RWKU runs lack it
     assert at.selectbox(key="tr_y").value == "forget_quality"

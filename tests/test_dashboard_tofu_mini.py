@@ -67,7 +67,7 @@ def test_switching_to_tofu_mini_moves_runs_data_and_launcher(lab):
     assert at.selectbox(key="data_file_tofu_mini").options == files
     html = html_with(at, "Kuwait City")
     assert 'title="name">Basil Mahfouz Al-Kuwaiti</mark>' in html
-    at.session_state["view"] = "Run a new experiment"
+    at.session_state["view"] = "New run"
     at.run()
     assert at.text_input(key="exp_model_tofu_mini").value == str(lab.tofu / "models" / "full")
     assert at.text_input(key="exp_data_tofu_mini").value == str(lab.tofu / "benchmark")

@@ -31,7 +31,9 @@ def tokens(texts, weights, in_span=None, nll=None, nll_before=None, example_id="
 
 def spans_of(html_text):
     return re.findall(
-        r'<span class="atwu-tok" style="([^"]*)" title="([^"]*)">(.*?)</span>', html_text
+        r'<span class="atwu-tok" style="([^"]*)" aria-label="([^"]*)">(.*?)'
+        r'<span class="atwu-card">',
+        html_text,
     )
 
 
@@ -78,8 +80,11 @@ def test_token_html_colours_outlines_and_tooltips():
     assert "background:rgb(252, 253, 191);color:#000000" in styles[1]
     assert f"background:{viz.weight_color(0.5)}" in styles[2]
     assert [("outline:2px solid" in s) for s in styles] == [True, False, False]
-    assert found[0][1] == "weight 1.000\nNLL 0.10 → 3.00\nin forget span: yes"
-    assert "ground-truth forget span" in out  # the legend
+    assert found[0][1] == "weight 1.000\nNLL before → now 0.10 → 3.00\nfact yes"
+    assert "ground-truth fact span" in out  # the legend
+    assert "Colour scale: absolute 0–1" in out
+    # the hover card says the same in large type, escaped
+    assert '<span class="atwu-card">token <b>Elena</b><br>weight <b>1.000</b>' in out
 
 
 def test_token_html_escapes_every_token_and_tooltip():
@@ -212,7 +217,8 @@ def test_alignment_curves_golden_auc_in_trace_names():
     single = tokens(["a", "b"], [0.5, 0.5], in_span=[False, False])
     fig = viz.alignment_curves({"atwu": good, "flat": single})
     names = [t.name for t in fig.data]
-    assert names == ["atwu (AUROC 0.750)", "atwu (AP 0.833)", "chance"]
+    assert names == ["atwu · AUROC 0.750 · AP 0.833", "atwu · AP 0.833", "chance"]
+    assert [t.showlegend for t in fig.data[:2]] == [None, False]  # one legend entry per run
     roc = fig.data[0]
     assert roc.x[0] == 0 and roc.y[-1] == 1 and roc.x[-1] == 1
     assert "one class only: flat" in fig.layout.title.text
@@ -300,15 +306,44 @@ def test_pareto_front_on_a_hand_made_table():
         viz.pareto_front(LEADERBOARD, "nope", "forget_quality")
 
 
-def test_tradeoff_scatter_traces_front_and_log_axis():
-    fig = viz.tradeoff_scatter(LEADERBOARD)
+def test_tradeoff_scatter_methods_as_means_references_off_the_front():
+    board = pd.concat(
+        [
+            LEADERBOARD.assign(reference=False),
+            pd.DataFrame(
+                {
+                    "run_id": ["R"],
+                    "method": ["retain"],
+                    "model_utility": [1.0],
+                    "forget_quality": [1.0],
+                    "reference": [True],
+                    "run": ["retain model (target)"],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    fig = viz.tradeoff_scatter(board)
     names = [t.name for t in fig.data]
-    assert names == ["atwu", "npo", "wga", "Pareto front"]
+    # methods in legend order (ATWU first), then the reference, then the front
+    assert names == [
+        "atwu",
+        "wga",
+        "npo",
+        "retain model (target) (reference)",
+        "Pareto front (methods)",
+    ]
     by_name = {t.name: t for t in fig.data}
-    assert list(by_name["wga"].text) == ["B", "C"]
-    assert list(by_name["npo"].text) == ["D"]  # F dropped: no utility
-    assert list(by_name["Pareto front"].x) == [0.1, 0.5, 0.5, 0.9]
-    assert fig.layout.yaxis.type == "log"
+    atwu = by_name["atwu"]
+    assert atwu.x[0] == pytest.approx(0.3)  # mean of A and E
+    assert atwu.y[0] == pytest.approx((0.9 * 0.5) ** 0.5)  # p-values: geometric mean
+    assert atwu.error_x.visible and atwu.text == ("atwu (n=2)",)
+    assert not by_name["npo"].error_x.visible  # one run (F has no utility): no bar
+    assert atwu.marker.color == viz.method_style("atwu")["color"]
+    front = by_name["Pareto front (methods)"]
+    assert "retain" not in list(front.customdata)  # the reference model is never on the front
+    assert sorted(front.customdata) == ["atwu", "npo", "wga"]
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.tickformat == ".0e"
     assert fig.layout.xaxis.title.text == "model_utility"
 
 
@@ -357,11 +392,137 @@ def test_highlighted_runs_get_thicker_lines():
     curves = viz.alignment_curves({"atwu": frame, "wga": frame}, highlight={"atwu"})
     widths = {t.name: t.line.width for t in curves.data if t.name != "chance"}
     assert widths == {
-        "atwu (AUROC 1.000)": 4.0,
-        "atwu (AP 1.000)": 4.0,
-        "wga (AUROC 1.000)": 1.5,
-        "wga (AP 1.000)": 1.5,
+        "atwu · AUROC 1.000 · AP 1.000": 4.0,
+        "atwu · AP 1.000": 4.0,
+        "wga · AUROC 1.000 · AP 1.000": 1.5,
+        "wga · AP 1.000": 1.5,
     }
     table = viz.alignment_table({"atwu": frame, "wga": frame})
     steps = viz.alignment_over_steps(table, highlight=("wga",))
     assert [(t.name, t.line.width) for t in steps.data] == [("atwu", 1.5), ("wga", 4.0)]
+
+
+# ---------------------------------------------------------------------------------------------
+# One colour per method, the first-screen comparison, rankings and the grouped leaderboard
+
+
+def test_a_method_has_one_colour_in_every_figure_whatever_else_is_plotted():
+    df = pd.DataFrame({"step": [1, 2], "loss/total": [1.0, 0.5]})
+    frame = tokens(["a", "b", "c"], [0.9, 0.1, 0.2], in_span=[True, False, False])
+    for others in (["wga"], ["satimp", "wga", "npo"], ["zzz_new", "wga"]):
+        runs = {"wga": df, **{o: df for o in others}, "atwu s1": df}
+        curves = viz.training_curves(runs, "loss/total", method_of={"atwu s1": "atwu"})
+        colors = {t.name: t.line.color for t in curves.data}
+        assert colors["wga"] == viz.method_style("wga")["color"] == "#0072B2"
+        assert colors["atwu s1"] == viz.method_style("atwu")["color"]
+        assert curves.data[0].name == "atwu s1"  # ATWU first in every legend
+        roc = viz.alignment_curves({o: frame for o in others} | {"wga": frame})
+        assert {t.legendgroup: t.line.color for t in roc.data if t.legendgroup}["wga"] == "#0072B2"
+    # distinct colours for the methods the issue found sharing one
+    pairs = [("atwu", "retain"), ("satimp", "atwu_simnpo"), ("rmu", "atwu_npo")]
+    for a, b in pairs:
+        assert viz.method_style(a)["color"] != viz.method_style(b)["color"]
+    assert viz.method_style("atwu")["width"] == viz.HIGHLIGHT_WIDTH
+    assert viz.method_style("atwu_frozen")["kind"] == "control"
+    assert viz.method_style("retain")["kind"] == "reference"
+    assert viz.method_style("brand_new") == viz.method_style("brand_new")  # by name, stable
+
+
+def test_example_auroc_nearest_snapshot_and_shared_positions():
+    df = tokens(["a", "b", "c", "d"], [0.9, 0.8, 0.3, 0.1], in_span=[True, False, True, False])
+    assert viz.example_auroc(df) == pytest.approx(0.75)
+    assert viz.example_auroc(df.assign(weight=0.5)) == pytest.approx(0.5)  # ties count half
+    assert viz.example_auroc(df.assign(in_span=False)) is None
+    assert viz.nearest_snapshot([0, 5, 10], 7) == 5
+    assert viz.nearest_snapshot([0, 5, 10], 10) == 10
+    assert viz.nearest_snapshot([5, 10], 2) == 5
+    df["char_start"], df["char_end"] = [0, 2, 4, 6], [1, 3, 5, 7]
+    assert viz.shared_positions(df, [{"start": 2, "end": 5}]) == {1, 2}
+
+
+def test_scale_range_absolute_row_and_diverging():
+    assert viz.scale_range([0.3, 0.58], "absolute") == (0.0, 1.0)
+    assert viz.scale_range([0.3, 0.58], "row") == (0.3, 0.58)
+    lo, hi = viz.scale_range([0.3, 0.58], "diverging")
+    assert (lo, hi) == pytest.approx((0.3, 0.7))
+    assert viz.weight_color_on(0.5, lo, hi, "diverging") == "rgb(247, 247, 247)"  # neutral
+    with pytest.raises(ValueError, match="scale must be one of"):
+        viz.scale_range([0.1], "log")
+
+
+def test_comparison_rows_ground_truth_shared_spans_and_legend():
+    base = tokens(["<b>", " born", " 1961"], [0.3, 0.4, 0.58], in_span=[True, False, False])
+    base["span_field"] = ["name", "", ""]
+    rows = [
+        {"label": "atwu", "method": "atwu", "tokens": base, "note": "step 50", "auroc": 0.75},
+        {
+            "label": "wga <x>",
+            "method": "wga",
+            "tokens": base.assign(weight=[0.1, 0.9, 0.5]),
+            "note": "step 45: nearest earlier snapshot",
+            "auroc": None,
+        },
+    ]
+    out = viz.comparison_html(rows, base, scale="row", shared={2})
+    assert "<b>atwu</b>" in out and "wga &lt;x&gt;" in out and "<x>" not in out
+    assert out.count('class="atwu-row"') == 3  # two methods + the ground truth
+    assert 'data-method="ground-truth"' in out and "span AUROC 0.75" in out
+    assert "step 45: nearest earlier snapshot" in out and "span AUROC n/a" in out
+    assert "Colour scale: per row" in out and "dashed" in out
+    assert viz.method_style("wga")["color"] in out  # the swatch
+    found = spans_of(out)
+    # per row: ATWU's 0.3 is its own lightest colour, 0.58 its darkest
+    assert found[0][0].startswith(f"background:{viz.weight_color(0.0)}")
+    assert found[2][0].startswith(f"background:{viz.weight_color(1.0)}")
+    assert "&lt;b&gt;" in out and "fact <b>name</b>" in out
+    assert "outline:3px dashed" in found[2][0]
+    with pytest.raises(ValueError, match="scale must be one of"):
+        viz.comparison_html(rows, base, scale="nope")
+
+
+def test_span_ranking_bars_and_field_breakdown():
+    fig = viz.span_ranking(
+        [
+            {"name": "atwu", "method": "atwu", "values": [0.7, 0.8]},
+            {"name": "wga", "method": "wga", "values": [0.3]},
+            {"name": "retain-model NLL", "reference": True, "values": [0.95]},
+        ]
+    )
+    bar = fig.data[0]
+    assert list(bar.y) == ["wga", "atwu (n=2)", "retain-model NLL"]  # best on top
+    assert bar.x[1] == pytest.approx(0.75) and bar.error_x.array[1] == pytest.approx(0.0707, 1e-3)
+    assert bar.marker.color[1] == viz.method_style("atwu")["color"]
+    assert bar.marker.pattern.shape[2] == "/"
+    table = pd.DataFrame({"name": [0.9, 0.6], "city": [0.7, float("nan")]}, index=["wga", "atwu"])
+    heat = viz.field_breakdown(table)
+    assert list(heat.data[0].y) == ["atwu", "wga"]
+
+
+def test_leaderboard_summary_groups_seeds_and_marks_the_best():
+    board = pd.DataFrame(
+        {
+            "method": ["atwu", "atwu", "wga", "oracle_saturated", "retain"],
+            "run": ["atwu s0", "atwu s1", "wga", "oracle_saturated", "retain model (target)"],
+            "reference": [False, False, False, False, True],
+            "forget_quality": [4e-16, 6e-16, 0.5, 0.9, 1.0],
+            "forget/span_token_acc": [0.1, 0.3, 0.05, 0.0, 0.9],
+        }
+    )
+    table, best = viz.leaderboard_summary(board, ["forget_quality", "forget/span_token_acc"])
+    assert list(table["method"]) == ["atwu", "wga", "oracle_saturated", "retain model (target)"]
+    assert list(table["runs"]) == [2, 1, 1, 0]
+    assert table.loc[0, "forget_quality"] == "5.0e-16 ± 1.4e-16"
+    assert table.loc[1, "forget_quality"] == "0.500"
+    # neither the reference model nor the control counts as best
+    assert best == {"forget_quality": "wga", "forget/span_token_acc": "wga"}
+
+
+def test_generation_html_marks_leaked_facts_and_flags_repetition():
+    out = viz.generation_html("She was born in LISBON <b>, in 1961.", ["Lisbon", "1961", "x"])
+    assert out.count('class="atwu-leak"') == 2 and ">LISBON</mark>" in out
+    assert "&lt;b&gt;" in out and "<b>" not in out
+    assert "atwu-degenerate" not in out
+    assert viz.is_degenerate("contex contex contex contex")
+    assert viz.is_degenerate("the author the author the author")
+    assert not viz.is_degenerate("the author was born in the city of the author")
+    assert "repetition" in viz.generation_html("contex contex contex", [])
