@@ -644,7 +644,7 @@ def test_cancel_file_alone_stops_the_run(experiment, monkeypatch):
     job = at.session_state["job"]
     monkeypatch.setattr(job.proc, "send_signal", lambda sig: None)
     at.button(key="exp_cancel").click().run()
-    at = wait_for(at, lambda a: bool(a.error))
+    at = wait_for(at, lambda a: any("cancelled as you asked" in i.value for i in a.info))
     run = runs.load_run(job.find_run())
     assert run.status == "interrupted"
     assert "cancel file" in run.info["reason"]
