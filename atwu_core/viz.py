@@ -1268,12 +1268,12 @@ def tradeoff_scatter(
             hoverinfo="skip",
         )
     )
+    xaxis = _log_axis(x, pd.to_numeric(df[x], errors="coerce").tolist())
+    off_scale = _zoom_past_collapsed(fig, means, refs, x, y, xaxis)
     fig.update_layout(
-        title=f"Trade-off: {y} vs {x} (up and right is better)",
-        xaxis={
-            "title": {"text": x + (" (log scale)" if x in PVALUE_METRICS else "")},
-            **_log_axis(x, pd.to_numeric(df[x], errors="coerce").tolist()),
-        },
+        title=f"Trade-off: {y} vs {x} (up and right is better)"
+        + (f" · off the left edge: {off_scale}" if off_scale else ""),
+        xaxis={"title": {"text": x + (" (log scale)" if x in PVALUE_METRICS else "")}, **xaxis},
         yaxis={
             "title": {"text": y + (" (log scale)" if y in PVALUE_METRICS else "")},
             **_log_axis(y, pd.to_numeric(df[y], errors="coerce").tolist()),
@@ -1282,6 +1282,27 @@ def tradeoff_scatter(
         legend={"orientation": "h", "y": -0.18},
     )
     return fig
+
+
+def _zoom_past_collapsed(
+    fig: go.Figure, means: pd.DataFrame, refs: pd.DataFrame, x: str, y: str, xaxis: dict
+) -> str:
+    """On a linear x axis, leave out points below half the best x (a collapsed model, e.g.
+    gradient ascent at utility 0) so the methods that matter are not squeezed into one corner;
+    returns "name (x)" of each point left out, for the title. `xaxis` gets the range."""
+    if x in PVALUE_METRICS:
+        return ""
+    values = pd.concat([means[x], pd.to_numeric(refs[x], errors="coerce")]).dropna()
+    if values.empty or values.max() <= 0:
+        return ""
+    kept = values[values >= 0.5 * values.max()]
+    if len(kept) == len(values):
+        return ""
+    low, high = kept.min(), kept.max()
+    pad = max(0.02, 0.05 * (high - low))
+    xaxis["range"] = [low - pad, high + pad]
+    gone = means[means[x] < 0.5 * values.max()]
+    return ", ".join(f"{m} ({v:.2f})" for m, v in zip(gone["method"], gone[x], strict=True))
 
 
 def span_ranking(entries: Sequence[Mapping[str, Any]], *, title: str | None = None) -> go.Figure:

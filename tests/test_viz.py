@@ -526,3 +526,24 @@ def test_generation_html_marks_leaked_facts_and_flags_repetition():
     assert viz.is_degenerate("the author the author the author")
     assert not viz.is_degenerate("the author was born in the city of the author")
     assert "repetition" in viz.generation_html("contex contex contex", [])
+
+
+def test_tradeoff_zooms_past_a_collapsed_method_and_names_it():
+    import pandas as pd
+
+    from atwu_core.viz import tradeoff_scatter
+
+    board = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c"],
+            "method": ["atwu", "wga", "grad_ascent"],
+            "model_utility": [0.97, 0.93, 0.0],
+            "forget_quality": [0.5, 0.1, 0.003],
+        }
+    )
+    fig = tradeoff_scatter(board)
+    low, high = fig.layout.xaxis.range
+    assert 0.85 < low < 0.93 and 0.97 < high < 1.05  # the kept methods fill the axis
+    assert "off the left edge: grad_ascent (0.00)" in fig.layout.title.text
+    board = board[board["method"] != "grad_ascent"]
+    assert tradeoff_scatter(board).layout.xaxis.range is None  # nothing collapsed: no zoom
