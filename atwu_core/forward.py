@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from atwu_core.batches import gather_logp, shift
+from atwu_core.batches import gather_logp, shift, to_device
+from atwu_core.data.encode import collate
 from atwu_core.losses import masked_mean
 from atwu_core.methods import ForgetBatch
 from atwu_core.methods.rmu import rmu_retain_loss
@@ -113,3 +114,11 @@ def retain_loss(
     logp_ref = torch.log_softmax(ref_out.logits[:, :-1].float(), -1)
     kl = F.kl_div(logq, logp_ref, log_target=True, reduction="none").sum(-1)  # (B, T)
     return masked_mean(kl, mask)
+
+
+def idk_batch(idk_items, ids, pad, device):
+    """The "I don't know" answers paired with these forget rows (IdkDPO's preferred answers),
+    collated like the rows; None for methods without them."""
+    if idk_items is None:
+        return None
+    return to_device(collate([idk_items[k] for k in ids], pad), device)

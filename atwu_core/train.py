@@ -31,7 +31,7 @@ from atwu_core.conflict import probe_conflict
 from atwu_core.data.encode import Encoded, collate, encode_example
 from atwu_core.data.schema import Benchmark
 from atwu_core.experiment import retain_token_nll
-from atwu_core.forward import Forward, retain_loss
+from atwu_core.forward import Forward, idk_batch, retain_loss
 from atwu_core.losses import masked_mean
 from atwu_core.methods import MethodSpec, get_method
 from atwu_core.methods.idk_dpo import IDK_ANSWERS
@@ -333,7 +333,7 @@ def micro_step(
     """
     config, pad = s.config, s.tokenizer.pad_token_id
     fbatch = to_device(collate(f_rows, pad), s.device)
-    idk = _idk_batch(s.idk_items, [e.id for e in f_rows], pad, s.device)
+    idk = idk_batch(s.idk_items, [e.id for e in f_rows], pad, s.device)
     fb, states = s.forward(fbatch, idk)
     scalars: dict[str, float] = {}
     if update_scorer:
@@ -401,7 +401,7 @@ def weigh_rows(s: Session, step: int, encoded: Sequence[Encoded]) -> list[dict[s
     for i in range(0, len(encoded), SNAPSHOT_BATCH):
         chunk = list(encoded[i : i + SNAPSHOT_BATCH])
         batch = to_device(collate(chunk, pad), s.device)
-        idk = _idk_batch(s.idk_items, [e.id for e in chunk], pad, s.device)
+        idk = idk_batch(s.idk_items, [e.id for e in chunk], pad, s.device)
         fb, states = s.probe_forward(batch, idk)
         weights = s.spec.fn(s.probe_forward.weigh(fb, states), **s.hparams).token_weights
         rows += token_rows(
@@ -447,10 +447,3 @@ def _finish(s: Session, evaluate: bool) -> Path | None:
         save_model(final_model, s.tokenizer, writer.path_for("model"))
     writer.finish("finished")
     return writer.path
-
-
-def _idk_batch(idk_items, ids, pad, device):
-    """The "I don't know" answers paired with these forget rows (IdkDPO's preferred answers)."""
-    if idk_items is None:
-        return None
-    return to_device(collate([idk_items[k] for k in ids], pad), device)
