@@ -779,6 +779,9 @@ def _questions(tw: pd.DataFrame, bench: dict[str, dict]) -> dict[str, str]:
     }
 
 
+NO_SECOND_RUN = "(none)"
+
+
 def has_scorer(run: runs.Run) -> bool:
     """The run saved a trained token scorer (ATWU and its plug-ins): only those can probe."""
     return (run.path / SCORER_FILE).is_file()
@@ -804,34 +807,48 @@ def probe_view(loaded: dict[str, runs.Run]) -> None:
         "selected run(s) without one are left out).",
     )
     st.caption(f"Run id `{loaded[run_label].run_id}`.")
+    second = st.selectbox(
+        "Compare with a second run (optional)",
+        [NO_SECOND_RUN, *(n for n in names if n != run_label)],
+        key="probe_run2",
+        help="The same text weighed by another run's scorer, shown under the first.",
+    )
     question = st.text_input("Question", key="probe_q", placeholder="Where was Elena Marquez born?")
     answer = st.text_area(
         "Answer", key="probe_a", placeholder="Elena Marquez was born in Lisbon in 1961."
     )
+    chosen = [run_label] + ([second] if second != NO_SECOND_RUN else [])
     if st.button("Score the answer's tokens", key="probe_go"):
         st.session_state.pop("probe_result", None)
         if not answer.strip():
             st.info("Type an answer above first: its tokens are what the scorer weighs.")
         else:
+            results = {}
             with st.spinner("Loading the model and scoring (imports torch the first time)..."):
-                result, error = _score_text(loaded[run_label].path, question, answer)
-            if error:
-                st.error(error)
-            else:
-                st.session_state["probe_result"] = (run_label, question, answer, result)
+                for label in chosen:
+                    result, error = _score_text(loaded[label].path, question, answer)
+                    if error:
+                        st.error(error)
+                        break
+                    results[label] = result
+                else:
+                    st.session_state["probe_result"] = (chosen, question, answer, results)
     saved = st.session_state.get("probe_result")
-    if saved and saved[:3] == (run_label, question, answer):
-        df = _with_conflict(saved[3], loaded[run_label].token_weights, answer)
-        # Free text has no ground truth: no span outlines, and the legend does not promise any.
-        st.html(viz.token_html(df, spans=False))
-        st.html(viz.extreme_tokens_html(df))
-        model = saved[3].attrs.get("model")
-        if model:
-            # The scorer was trained on the model as it was being unlearned: say which one scored.
-            st.caption(f"Scored with the hidden states of `{model}`.")
-        shown = ("token", "char_start", "char_end", "weight", "nll", "conflict")
-        cols = [c for c in shown if c in df]
-        st.dataframe(df[cols], key="probe_table", hide_index=True)
+    if saved and saved[:3] == (chosen, question, answer):
+        for n, label in enumerate(chosen):
+            df = _with_conflict(saved[3][label], loaded[label].token_weights, answer)
+            if len(chosen) > 1:
+                st.markdown(f"**{html.escape(label)}** (`{loaded[label].run_id}`)")
+            # Free text has no ground truth: no span outlines, and the legend does not promise any.
+            st.html(viz.token_html(df, spans=False))
+            st.html(viz.extreme_tokens_html(df))
+            model = saved[3][label].attrs.get("model")
+            if model:
+                # The scorer was trained on the model as it was being unlearned: say which one.
+                st.caption(f"Scored with the hidden states of `{model}`.")
+            shown = ("token", "char_start", "char_end", "weight", "nll", "conflict")
+            cols = [c for c in shown if c in df]
+            st.dataframe(df[cols], key=f"probe_table{'' if n == 0 else n}", hide_index=True)
 
 
 def _score_text(path: Path, question: str, answer: str) -> tuple[pd.DataFrame | None, str | None]:

@@ -913,3 +913,15 @@ def test_guided_tour_walks_five_steps_from_the_page(lab):
     at.button(key="tour_end").click().run()
     assert not [h for h in at.html if "atwu-tour" in h.value]
     assert not at.exception
+
+
+def test_probe_shows_the_same_text_under_a_second_run(lab, fake_probe):
+    at = open_app("Probe your text")
+    at.selectbox(key="probe_run").set_value("atwu").run()
+    assert at.selectbox(key="probe_run2").options == ["(none)", "wga"]
+    at.selectbox(key="probe_run2").set_value("wga")
+    at = probe(at, "Tom paints")
+    assert fake_probe == [("fake-atwu-s0", "Q?", "Tom paints"), ("fake-wga-s0", "Q?", "Tom paints")]
+    tables = [d.value for d in at.dataframe if "char_start" in d.value.columns]
+    assert len(tables) == 2 and tables[1]["token"].tolist() == ["Tom", " paints"]  # one per run
+    assert any("**wga**" in m.value for m in at.markdown)
