@@ -380,6 +380,19 @@ def cmd_study(args: argparse.Namespace) -> int:
         else quick.get("report_seeds", study.REPORT_SEEDS)
     )
     regimes = args.regimes.split(",") if args.regimes else ("default",)
+    tuned = {}
+    if args.tuned:
+        from atwu_core.tune import load_tuned
+
+        for method, best in load_tuned(args.tuned).items():
+            if best["data_seed"] in seeds:
+                raise ValueError(
+                    f"--tuned {best['study_dir']}: {method} was tuned on generator seed "
+                    f"{best['data_seed']}, one of the report seeds {list(seeds)}"
+                )
+            tuned[method] = {k: best[k] for k in ("hparams", "lr", "alpha")}
+        if not args.methods:
+            methods = list(tuned)
     _quiet_transformers()
     out = Path(args.out)
     board = study.run_study(
@@ -388,13 +401,14 @@ def cmd_study(args: argparse.Namespace) -> int:
         report_seeds=seeds,
         regimes=regimes,
         long_methods=None if args.long_all else study.CORE_METHODS,
+        tuned=tuned,
         jobs=args.jobs,
         progress=tqdm.write,
     )
     meta = {
         "report_seeds": list(seeds),
         "tuning_seed": study.TUNING_SEED,
-        "config": "default",
+        "config": "tuned (atwu tune)" if tuned else "default",
         "generator_version": GENERATOR_VERSION,
         "runs": len(board),
         "reused": int(board["reused"].sum()),
@@ -657,6 +671,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--jobs", type=int, default=2, help="runs at once, one single-threaded process each"
+    )
+    p.add_argument(
+        "--tuned",
+        nargs="+",
+        default=None,
+        metavar="STUDY_DIR",
+        help="run each tuned method's best config (atwu tune folders, e.g. runs/tune)",
     )
     p.add_argument(
         "--long-all",

@@ -152,3 +152,19 @@ def test_a_finished_run_is_reused_and_a_cut_one_is_run_again(tmp_path, monkeypat
     row = _run_job((UnlearnConfig(), cut, "default", 1, "wga", 1.0))
     assert calls == ["wga"] and row["forget_quality"] == 0.5 and not row["reused"]
     assert row["utility_ok"] is False  # no model_utility recorded
+
+
+def test_study_refuses_configs_tuned_on_a_report_seed(tmp_path, capsys):
+    import json
+
+    from atwu_core.cli import main
+
+    study_dir = tmp_path / "tune" / "wga-data1"
+    study_dir.mkdir(parents=True)
+    best = {"format": "atwu-tune-best", "method": "wga", "hparams": {"beta": 2.0}, "lr": 1e-3}
+    best |= {"alpha": 1.0, "data_seed": 1}
+    (study_dir / "best.json").write_text(json.dumps(best))
+    assert main(["study", "--tuned", str(tmp_path / "tune"), "--seeds", "1,2"]) == 2
+    err = capsys.readouterr().err
+    assert "wga was tuned on generator seed 1, one of the report seeds [1, 2]" in err
+    assert not (tmp_path / "runs").exists()
