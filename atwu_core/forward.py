@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -10,7 +12,6 @@ from atwu_core.batches import gather_logp, shift, to_device
 from atwu_core.data.encode import collate
 from atwu_core.losses import masked_mean
 from atwu_core.methods import ForgetBatch
-from atwu_core.methods.rmu import rmu_retain_loss
 from atwu_core.scorer import scorer_hidden
 
 
@@ -27,8 +28,8 @@ class Forward:
         self.model, self.ref, self.scorer = model, ref_model, scorer
         self.needs = spec.needs
         self.position = position  # which last-layer state scores y_t (ScorerConfig)
-        # RMU reads one intermediate layer; ATWU reads the last (METHOD.md §1, "Scorer").
-        self.layer = hparams.get("layer", -1)
+        # RMU reads one intermediate layer; ATWU's scorer reads the last (METHOD.md §1, "Scorer").
+        self.layer = spec.hidden_layer(hparams)
         self.want_hidden = bool(self.needs & {"hidden", "scorer"})
 
     def __call__(
@@ -90,13 +91,15 @@ def retain_loss(
     ref: torch.nn.Module | None,
     batch: dict[str, torch.Tensor],
     layer: int,
+    hidden_term: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """L_r on a retain batch: answer NLL, KL(ref || θ) per token, or RMU's hidden-state match."""
+    """L_r on a retain batch: answer NLL, KL(ref || θ) per token, or (kind "hidden") the method's
+    `hidden_term(h_θ, h_ref, mask)` on the states at `layer` (RMU's hidden-state match)."""
     labels, mask, _ = shift(batch)
     out = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
-        output_hidden_states=kind == "rmu",
+        output_hidden_states=kind == "hidden",
     )
     if kind == "nll":
         return -masked_mean(gather_logp(out.logits[:, :-1], labels), mask)
@@ -104,12 +107,11 @@ def retain_loss(
         ref_out = ref(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
-            output_hidden_states=kind == "rmu",
+            output_hidden_states=kind == "hidden",
         )
-    if kind == "rmu":
-        return rmu_retain_loss(
-            out.hidden_states[layer][:, 1:], ref_out.hidden_states[layer][:, 1:], mask
-        )
+    if kind == "hidden":
+        h, h_ref = out.hidden_states[layer][:, 1:], ref_out.hidden_states[layer][:, 1:]  # (B, T, D)
+        return hidden_term(h, h_ref, mask)
     logq = torch.log_softmax(out.logits[:, :-1].float(), -1)  # (B, T, V)
     logp_ref = torch.log_softmax(ref_out.logits[:, :-1].float(), -1)
     kl = F.kl_div(logq, logp_ref, log_target=True, reduction="none").sum(-1)  # (B, T)

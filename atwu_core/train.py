@@ -34,7 +34,6 @@ from atwu_core.experiment import retain_token_nll
 from atwu_core.forward import Forward, idk_batch, retain_loss
 from atwu_core.losses import masked_mean
 from atwu_core.methods import MethodSpec, get_method
-from atwu_core.methods.idk_dpo import IDK_ANSWERS
 from atwu_core.run_setup import (
     environment,
     load_data,
@@ -143,7 +142,7 @@ def _setup(config: UnlearnConfig, runs_dir: str | Path, run_id: str | None) -> S
     hparams, scorer_cfg = split_hparams(spec, config.hparams)
     retain_kind = spec.retain if config.retain_loss == "default" else config.retain_loss
     # The reference model costs memory: build it only for methods that read it.
-    needs_ref = spec.needs_reference or retain_kind in ("kl", "rmu")
+    needs_ref = spec.needs_reference or retain_kind in ("kl", "hidden")
     parallel = DataParallel.from_env(config.device, find_unused="hidden" in spec.needs)
     rank, world = (parallel.rank, parallel.world) if parallel else (0, 1)
     if config.batch_size % (world * config.grad_accum):
@@ -164,8 +163,9 @@ def _setup(config: UnlearnConfig, runs_dir: str | Path, run_id: str | None) -> S
     retain_watch = retain[:: max(1, len(retain) // max(1, len(forget)))][: len(forget)]
     idk_items = None
     if "alt" in spec.needs:
+        answers = spec.alt_answers
         idk_items = {
-            e.id: encode_example(tokenizer, it.question, IDK_ANSWERS[i % len(IDK_ANSWERS)], id=e.id)
+            e.id: encode_example(tokenizer, it.question, answers[i % len(answers)], id=e.id)
             for i, (it, e) in enumerate(zip(bench.forget, forget, strict=True))
         }
     steps_per_epoch = math.ceil(len(forget) / config.batch_size)
@@ -343,7 +343,9 @@ def micro_step(
         l_retain = torch.zeros((), device=s.device)
     else:
         rbatch = to_device(collate(r_rows, pad), s.device)
-        l_retain = retain_loss(s.retain_kind, s.train_model, s.ref, rbatch, s.forward.layer)
+        l_retain = retain_loss(
+            s.retain_kind, s.train_model, s.ref, rbatch, s.forward.layer, s.spec.retain_term
+        )
     loss = config.gamma * out.loss + config.alpha * l_retain
     (loss / config.grad_accum).backward()
     return (

@@ -483,7 +483,7 @@ def test_registry_has_one_method_per_file():
     for name in ("atwu", "atwu_frozen", "oracle_saturated", "wga", "satimp", "seul"):
         assert name in REGISTRY
     assert get_method("grad_ascent").retain == "none"
-    assert get_method("rmu").retain == "rmu" and get_method("rmu").needs_reference
+    assert get_method("rmu").retain == "hidden" and get_method("rmu").needs_reference
     assert get_method("npo").needs_reference and not get_method("grad_diff").needs_reference
     assert not get_method("atwu").needs_reference and get_method("atwu_npo").needs_reference
     with pytest.raises(ValueError, match="available: atwu, atwu_frozen, atwu_npo"):
@@ -700,3 +700,34 @@ def test_one_caster_for_hyperparameters_and_scorer_settings():
         resolve_hparams("oracle_mask", {"saturate": "maybe"})
     with pytest.raises(ValueError, match=r"hyperparameter max_gap=1.5 is not a valid int"):
         resolve_hparams("seul", {"max_gap": 1.5})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"needs": ("bogus",)}, "unknown inputs"),
+        ({"retain": "hidden"}, "retain='hidden' goes with retain_term"),
+        ({"retain_term": lambda h, r, m: h.sum()}, "retain='hidden' goes with retain_term"),
+        ({"needs": ("alt",)}, "need 'alt' goes with alt_answers"),
+        ({"alt_answers": ("No idea.",)}, "need 'alt' goes with alt_answers"),
+        ({"layer_hparam": "depth"}, "layer_hparam 'depth' is no hyperparameter"),
+        ({"retain": "rmu"}, "retain must be nll/kl/none/hidden"),
+    ],
+)
+def test_register_refuses_a_declaration_the_loop_could_not_honour(kwargs, match):
+    """What the loop prepares for a method is declared at registration and checked there."""
+    from atwu_core.methods import register
+
+    def toy(batch: ForgetBatch, *, layer: int = 1):
+        raise AssertionError("never called")
+
+    with pytest.raises(ValueError, match=match):
+        register("toy_never_registered", **kwargs)(toy)
+    assert "toy_never_registered" not in REGISTRY
+
+
+def test_the_loop_prepares_what_rmu_and_idk_dpo_declare():
+    rmu, idk = get_method("rmu"), get_method("idk_dpo")
+    assert rmu.hidden_layer({"layer": 2}) == 2 and get_method("atwu").hidden_layer({}) == -1
+    assert rmu.retain_term is not None and rmu.retain_term.__name__ == "rmu_retain_loss"
+    assert idk.alt_answers == IDK_ANSWERS and not get_method("npo").alt_answers

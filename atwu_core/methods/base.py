@@ -90,15 +90,24 @@ class MethodSpec:
     name: str
     fn: Callable[..., MethodOutput]
     needs: frozenset[str]
-    retain: str  # "nll" | "kl" | "none" | "rmu": the retain term the loop adds by default
+    retain: str  # "nll" | "kl" | "none" | "hidden": the retain term the loop adds by default
     hparams: Mapping[str, Any]  # name -> default
     summary: str  # one line, shown by `atwu methods` and in the dashboard
     # name -> dimension (atwu_core.space) that `atwu tune` searches; a subset of `hparams`
     search: Mapping[str, Any] = field(default_factory=dict)
+    # What the loop would otherwise have to know about particular methods:
+    alt_answers: tuple[str, ...] = ()  # preferred answers paired with forget questions ("alt")
+    # retain="hidden": (hidden, ref_hidden, mask) -> L_r on the states at `layer_hparam`'s layer
+    retain_term: Callable[..., torch.Tensor] | None = None
+    layer_hparam: str | None = None  # the hyperparameter naming the layer of `batch.hidden`
 
     @property
     def needs_reference(self) -> bool:
-        return bool(self.needs & NEEDS_REFERENCE) or self.retain in ("kl", "rmu")
+        return bool(self.needs & NEEDS_REFERENCE) or self.retain in ("kl", "hidden")
+
+    def hidden_layer(self, hparams: Mapping[str, Any]) -> int:
+        """Index into `outputs.hidden_states` for `batch.hidden`: the method's layer or the last."""
+        return int(hparams[self.layer_hparam]) if self.layer_hparam else -1
 
 
 REGISTRY: dict[str, MethodSpec] = {}
@@ -167,6 +176,9 @@ def register(
     needs: tuple[str, ...] = (),
     retain: str = "nll",
     search: Mapping[str, Any] | None = None,
+    alt_answers: tuple[str, ...] = (),
+    retain_term: Callable[..., torch.Tensor] | None = None,
+    layer_hparam: str | None = None,
 ) -> Callable[[Callable[..., MethodOutput]], Callable[..., MethodOutput]]:
     """Register `fn(batch: ForgetBatch, *, hparam=default, ...) -> MethodOutput` as a method.
 
@@ -182,8 +194,12 @@ def register(
         unknown = set(needs) - KNOWN_NEEDS
         if unknown:
             raise ValueError(f"method {name!r} needs unknown inputs {sorted(unknown)}")
-        if retain not in ("nll", "kl", "none", "rmu"):
-            raise ValueError(f"method {name!r}: retain must be nll/kl/none/rmu, not {retain!r}")
+        if retain not in ("nll", "kl", "none", "hidden"):
+            raise ValueError(f"method {name!r}: retain must be nll/kl/none/hidden, not {retain!r}")
+        if (retain == "hidden") != (retain_term is not None):
+            raise ValueError(f"method {name!r}: retain='hidden' goes with retain_term, and only it")
+        if ("alt" in needs) != bool(alt_answers):
+            raise ValueError(f"method {name!r}: need 'alt' goes with alt_answers, and only it")
         if name in REGISTRY:
             raise ValueError(f"method {name!r} is registered twice")
         params = inspect.signature(fn).parameters.values()
@@ -192,6 +208,8 @@ def register(
         if missing:
             raise ValueError(f"method {name!r}: hyperparameters {missing} need defaults")
         validate_space(f"method {name!r}", search or {}, hparams)
+        if layer_hparam is not None and layer_hparam not in hparams:
+            raise ValueError(f"method {name!r}: layer_hparam {layer_hparam!r} is no hyperparameter")
         doc = (fn.__doc__ or "").strip().splitlines()
         frozen_needs = frozenset(needs)
 
@@ -208,6 +226,9 @@ def register(
             hparams=hparams,
             summary=doc[0] if doc else name,
             search=dict(search or {}),
+            alt_answers=tuple(alt_answers),
+            retain_term=retain_term,
+            layer_hparam=layer_hparam,
         )
         return checked
 

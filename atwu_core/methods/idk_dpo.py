@@ -26,7 +26,12 @@ IDK_ANSWERS: tuple[str, ...] = (
 )
 
 
-@register("idk_dpo", needs=("ref_logp", "alt"), search={"beta": LogFloat(0.02, 1.0)})
+@register(
+    "idk_dpo",
+    needs=("ref_logp", "alt"),
+    alt_answers=IDK_ANSWERS,
+    search={"beta": LogFloat(0.02, 1.0)},
+)
 def idk_dpo(batch: ForgetBatch, *, beta: float = 0.1) -> MethodOutput:
     """Prefer an "I don't know" answer over the forget answer (DPO); all answer tokens alike.
 

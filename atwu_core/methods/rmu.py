@@ -31,7 +31,7 @@ def rmu_retain_loss(
 ) -> torch.Tensor:
     """RMU's retain term `mean_t ‖h_θ,t - h_ref,t‖²` on retain tokens at the same layer (§2).
 
-    The loop adds `α·rmu_retain_loss(...)` in place of the NLL retain term for `retain="rmu"`.
+    The loop adds `α·rmu_retain_loss(...)` in place of the NLL retain term (registered below).
     """
     if hidden.shape != ref_hidden.shape or hidden.dim() != 3 or hidden.shape[:2] != mask.shape:
         raise ValueError(
@@ -42,7 +42,14 @@ def rmu_retain_loss(
     return _mean_sq_dist(hidden, ref_hidden.detach(), mask)
 
 
-@register("rmu", needs=("hidden",), retain="rmu", search={"steering_coeff": LogFloat(1.0, 100.0)})
+@register(
+    "rmu",
+    needs=("hidden",),
+    retain="hidden",
+    retain_term=rmu_retain_loss,
+    layer_hparam="layer",
+    search={"steering_coeff": LogFloat(1.0, 100.0)},
+)
 def rmu(
     batch: ForgetBatch, *, steering_coeff: float = 10.0, layer: int = 1, seed: int = 0
 ) -> MethodOutput:
@@ -51,7 +58,8 @@ def rmu(
     METHOD.md §2: `L_f = mean_t ‖h^(l)_t - c·u‖²` (squared L2 over the hidden dimension), with the
     retain term `rmu_retain_loss` on retain tokens. Li et al., "The WMDP Benchmark: Measuring and
     Reducing Malicious Use With Unlearning", ICML 2024. `layer` indexes `outputs.hidden_states`
-    (0 = embeddings, 1 = after the first block); the loop reads it to pick `batch.hidden`.
+    (0 = embeddings, 1 = after the first block); registered as `layer_hparam`, so the loop reads
+    it to pick `batch.hidden` and the retain term's states.
 
     Steering coefficient: the paper tunes c per model and layer (6.5 for Zephyr-7B), larger where
     activations are larger, so that the target c·u lies well away from the natural activations
