@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from atwu_core.data import spec as data_spec
 from atwu_core.fileio import atomic_write_text
 
 
@@ -33,12 +34,10 @@ def cached_value(model_dir: str, data: str, settings: dict, compute) -> dict[str
     the folder's bytes and the selection both go into the key. Hub ids are never cached: their
     bytes are not known without a download.
     """
-    folder = data
-    loader, sep, rest = data.partition(":")
-    if sep and "@" in rest and not Path(data).exists():
-        selection, _, folder = rest.rpartition("@")
-        settings = {**settings, "data": f"{loader}:{selection}"}
-    if Path(model_dir).is_dir() and Path(folder).is_dir():
+    folder, rest = data_spec.parse(data).local()
+    if rest:
+        settings = {**settings, "data": rest}
+    if folder is not None and Path(model_dir).is_dir() and folder.is_dir():
         return cached_eval(model_dir, folder, cache_dir(), settings, compute)
     return compute()
 

@@ -12,6 +12,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from atwu_core.data import spec as data_spec
+
 # A hub id is "name" or "org/name" (atwu_core.model); anything else is a path.
 _HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 
@@ -80,7 +82,7 @@ def check_model(spec: str, option: str = "--model") -> None:
 def check_data(spec: str, option: str = "--data") -> None:
     """A local benchmark folder has non-empty forget.jsonl and retain.jsonl (tofu:/rwku: specs
     are checked by their loaders)."""
-    if spec.startswith(("tofu:", "rwku:")):
+    if data_spec.parse(spec).loader != "benchmark":
         return
     folder = Path(spec).expanduser()
     if not folder.is_dir():

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from atwu_core.data.spec import with_folder
+
 DEFAULT_SAMPLE = Path("sample_data")
 # `atwu prepare` writes here unless --out says otherwise: never over the committed sample_data/.
 DEFAULT_PREPARE_OUT = Path("prepared")
@@ -35,20 +37,6 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
             raise ValueError(f"--set expects name=value, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
-
-
-def data_spec(data: str, data_dir: str | None) -> str:
-    """`--data tofu:forget10 --data-dir DIR` is `tofu:forget10@DIR` (rwku: alike)."""
-    if data_dir is None:
-        return data
-    loader, sep, selection = data.partition(":")
-    if not sep or loader not in ("tofu", "rwku"):
-        raise ValueError(f"--data-dir goes with tofu:<split> or rwku:<subjects> data, not {data!r}")
-    if "@" in selection:
-        raise ValueError(f"--data {data!r} already names its source (@...); drop --data-dir")
-    # RWKU's optional corpus (#name) follows the source: rwku:first10@DIR#train_positive_phi3
-    selection, hash_sign, corpus = selection.partition("#")
-    return f"{loader}:{selection}@{data_dir}{hash_sign}{corpus}"
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -270,7 +258,7 @@ def _unlearn_config(args: argparse.Namespace, method: str):
         method=method,
         hparams=parse_sets(args.set),
         model=args.model,
-        data=data_spec(args.data, args.data_dir),
+        data=with_folder(args.data, args.data_dir),
         retain_model=args.retain_model,
         lr=args.lr,
         epochs=args.epochs,
@@ -523,7 +511,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         data = args.data or str(DEFAULT_SAMPLE / "benchmark")
         reference = args.retain_model
         model_path, adapter = target, None
-    data = data_spec(data, args.data_dir)
+    data = with_folder(data, args.data_dir)
     checks.check_data(data)
     if reference:
         checks.check_model(reference, "reference model")

@@ -12,6 +12,7 @@ import torch
 
 import atwu_core
 from atwu_core.config import UnlearnConfig
+from atwu_core.data import spec as data_spec
 from atwu_core.data.schema import Benchmark, QAItem
 from atwu_core.methods import MethodSpec, resolve_hparams
 from atwu_core.model import load_model
@@ -34,20 +35,8 @@ def split_hparams(spec: MethodSpec, overrides: dict[str, Any]) -> tuple[dict, Sc
 
 
 def load_data(data: str) -> Benchmark:
-    """`path/to/benchmark` (our format), `tofu:<forget split>[@<folder or hf:id>]` or
-    `rwku:<subjects>@<folder or hf:jinzhuoran/RWKU>` (atwu_core.data.rwku)."""
-    if data.startswith("rwku:"):
-        from atwu_core.data.rwku import load_rwku_selection
-
-        return load_rwku_selection(data[len("rwku:") :])
-    if data.startswith("tofu:"):
-        from atwu_core.data.tofu import load_tofu
-
-        split, _, source = data[len("tofu:") :].partition("@")
-        return load_tofu(source or "hf:locuslab/TOFU", forget=split)
-    from atwu_core.data.schema import load_benchmark
-
-    return load_benchmark(data)
+    """The benchmark a `--data` string names (atwu_core.data.spec)."""
+    return data_spec.load(data)
 
 
 def pick_probe(items: Sequence[QAItem], n: int) -> list[QAItem]:

@@ -181,19 +181,19 @@ def test_no_conflict_skips_the_retain_conflicts(tiny_lab, tmp_path):
 
 
 def test_data_dir_is_the_source_of_tofu_and_rwku_data():
-    from atwu_core.cli import data_spec
+    from atwu_core.data.spec import with_folder
 
-    assert data_spec("tofu:forget10", None) == "tofu:forget10"
-    assert data_spec("tofu:forget10", "/d/tofu") == "tofu:forget10@/d/tofu"
-    assert data_spec("rwku:first10", "/d/rwku") == "rwku:first10@/d/rwku"
+    assert with_folder("tofu:forget10", None) == "tofu:forget10"
+    assert with_folder("tofu:forget10", "/d/tofu") == "tofu:forget10@/d/tofu"
+    assert with_folder("rwku:first10", "/d/rwku") == "rwku:first10@/d/rwku"
     assert (
-        data_spec("rwku:first10#train_positive_phi3", "/d/rwku")
+        with_folder("rwku:first10#train_positive_phi3", "/d/rwku")
         == "rwku:first10@/d/rwku#train_positive_phi3"
     )
     with pytest.raises(ValueError, match="already names its source"):
-        data_spec("tofu:forget10@/x", "/d/tofu")
+        with_folder("tofu:forget10@/x", "/d/tofu")
     with pytest.raises(ValueError, match="--data-dir goes with tofu:<split> or rwku:<subjects>"):
-        data_spec("sample_data/benchmark", "/d/tofu")
+        with_folder("sample_data/benchmark", "/d/tofu")
 
 
 def test_unlearn_reads_tofu_from_data_dir(tmp_path, capsys):
