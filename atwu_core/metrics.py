@@ -358,6 +358,19 @@ def span_alignment(
     }
 
 
+def alignment_if_defined(
+    scores: Sequence[float] | np.ndarray,
+    labels: Sequence[bool] | np.ndarray,
+    example_ids: Sequence[Hashable],
+) -> dict[str, Any] | None:
+    """`span_alignment`, or None where it is undefined: no token, or labels of one class only
+    (a snapshot whose rows are all facts, a run without spans). The one place that guard lives."""
+    y = np.asarray(labels, dtype=bool)
+    if y.size == 0 or y.all() or not y.any():
+        return None
+    return span_alignment(scores, y, example_ids)
+
+
 # ----------------------------------------------------------------------------- selectivity
 
 # Span-token accuracy a run must end at or below for its selectivity to count: the facts are gone.

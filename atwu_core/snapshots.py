@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from atwu_core.metrics import selectivity, span_alignment
+from atwu_core.metrics import alignment_if_defined, selectivity
 
 # A token the retain model gives probability < 0.5 is "unpredictable without the forget set".
 RETAIN_LABEL_NLL = math.log(2.0)
@@ -95,10 +95,8 @@ def _entries(result: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 def _aligned(scores, labels, ids, prefix: str) -> dict[str, Any]:
     """Alignment entries, or none when the labels hold one class only (undefined)."""
-    labels = np.asarray(labels, dtype=bool)
-    if labels.size == 0 or labels.all() or not labels.any():
-        return {}
-    return _entries(span_alignment(np.asarray(scores, dtype=float), labels, ids), prefix)
+    result = alignment_if_defined(np.asarray(scores, dtype=float), labels, ids)
+    return {} if result is None else _entries(result, prefix)
 
 
 def span_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -826,17 +826,18 @@ def alignment_curves(
     # lazy: sklearn takes ~1.4 s to import, the dashboard must start without it
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    from atwu_core.metrics import span_alignment
+    from atwu_core.metrics import alignment_if_defined
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("ROC", "Precision–recall"))
     skipped = []
     for name, df in _in_legend_order(frames, method_of):
         tokens = _clean_scores(df, score_col, label_col)
         y, s = tokens[label_col].to_numpy(), tokens[score_col].to_numpy(dtype=float)
-        if len(set(y.tolist())) < 2:
+        result = alignment_if_defined(s, y, tokens["example_id"])
+        if result is None:
             skipped.append(str(name))
             continue
-        pooled = span_alignment(s, y, tokens["example_id"])["pooled"]
+        pooled = result["pooled"]
         fpr, tpr, _ = roc_curve(y, s)
         precision, recall, _ = precision_recall_curve(y, s)
         rank = method_style(method_of_name(str(name), method_of))["rank"]
@@ -913,7 +914,7 @@ def alignment_table(
     precision@k and weight mass inside spans; they are NaN for a snapshot whose tokens hold one
     class only (alignment is undefined there). Columns: `ALIGNMENT_COLUMNS`.
     """
-    from atwu_core.metrics import span_alignment  # lazy: it imports sklearn and scipy
+    from atwu_core.metrics import alignment_if_defined  # lazy: it imports sklearn and scipy
 
     rows = []
     for name, df in frames.items():
@@ -922,9 +923,9 @@ def alignment_table(
             labels = at[label_col].to_numpy()
             row = {"name": str(name), "step": int(step), "n_tokens": len(at)}
             row["n_in_span"] = int(labels.sum())
-            if 0 < row["n_in_span"] < len(at):
-                pooled = span_alignment(at[score_col].to_numpy(float), labels, at["example_id"])
-                row.update({k: math.nan if v is None else v for k, v in pooled["pooled"].items()})
+            result = alignment_if_defined(at[score_col].to_numpy(float), labels, at["example_id"])
+            if result is not None:
+                row.update({k: math.nan if v is None else v for k, v in result["pooled"].items()})
             rows.append(row)
     return pd.DataFrame(rows, columns=list(ALIGNMENT_COLUMNS))
 

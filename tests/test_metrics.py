@@ -304,3 +304,18 @@ def test_metric_entry():
 def test_metrics_module_does_not_import_torch():
     code = "import sys, atwu_core.metrics; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_alignment_if_defined_is_none_for_one_class_and_span_alignment_otherwise():
+    from atwu_core.metrics import alignment_if_defined
+
+    ids = ["a", "a", "b"]
+    assert alignment_if_defined([0.1, 0.2, 0.3], [True, True, True], ids) is None
+    assert alignment_if_defined([0.1, 0.2, 0.3], [False, False, False], ids) is None
+    assert alignment_if_defined([], [], []) is None
+    # hand-computed: the one in-span token (0.3) outranks both others -> AUROC 1, AP 1
+    out = alignment_if_defined([0.1, 0.2, 0.3], [False, False, True], ids)
+    assert out["pooled"]["auroc"] == 1.0 and out["pooled"]["ap"] == 1.0
+    # ranked below both: AUROC 0, AP = precision at its rank 3 = 1/3
+    low = alignment_if_defined([0.9, 0.8, 0.1], [False, False, True], ids)
+    assert low["pooled"]["auroc"] == 0.0 and low["pooled"]["ap"] == pytest.approx(1 / 3)
