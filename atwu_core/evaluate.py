@@ -8,7 +8,8 @@ Two kinds of model work, both batched and under `torch.no_grad()`:
    per-token log-probs and argmax hits on the answer tokens.
 2. Greedy generation from the chat prompt (left-padded batches, stop at eos) for ROUGE-L.
 
-The arithmetic on the resulting numbers is `atwu_core.metrics`. `evaluate_model` returns the body
+`answer_benchmark` does that model work into a `ModelAnswers`; `tofu_metrics` is the pure
+arithmetic on it (`atwu_core.metrics`). `evaluate_model` chains them and returns the body
 of `eval.json` (docs/FORMATS.md); `atwu_core.cache` stores it for models that never change (the
 full and the retain model) so every unlearning run does not evaluate them again.
 """
@@ -191,6 +192,21 @@ def generate_from_ids(
     return out
 
 
+@dataclass
+class ModelAnswers:
+    """Everything the TOFU metrics read from a model, and nothing else (no model, no tokenizer).
+
+    `scored[(split, row, role, k)]`: teacher-forced results, role "answer", "paraphrase" (forget,
+    retain) or "wrong" (k-th perturbed answer), plus ("holdout", r, "answer", 0) for Min-K;
+    `predictions[split]`: the greedy answers, row by row.
+    """
+
+    rows: dict[str, list]  # split -> evaluated rows (QAItem)
+    holdout: list
+    scored: dict[tuple[str, int, str, int], _Scored]
+    predictions: dict[str, list[str]]
+
+
 def evaluate_model(
     model,
     tokenizer,
@@ -208,21 +224,25 @@ def evaluate_model(
         {"schema": 1, "model": name, "metrics": {key: {"agg_value", "value_by_index"}},
          "generations": {id: {"split", "question", "answer", "prediction"}}}
 
-    Metric keys, per evaluated split S: `S/prob`, `S/rouge`, `S/truth_ratio` (the per-split
-    score, forget `min(TR, 1/TR)`, others `max(0, 1 - TR)`), `S/exact_mem`,
-    `S/extraction_strength`; plus `forget/truth_ratio_raw` (raw per-item TR, the reference a retain
-    model's eval provides for others), `privacy/mink_auc` (forget vs holdout, when the benchmark has
-    holdout rows; `value_by_index` holds each row's Min-K score), `model_utility` (harmonic mean of
-    prob, ROUGE and truth ratio of every evaluated non-forget split; `value_by_index` names them)
-    and `forget_quality` (only with `reference_truth_ratios`: the retain model's raw forget TRs,
-    given as its `forget/truth_ratio_raw` entry, an id mapping, or a plain sequence).
-
-    Raises ValueError for an unknown or empty split, a row without perturbed answers (or, on
-    forget/retain, without a paraphrase), naming split and row id, and for a tokenizer larger than
-    the model's embedding.
+    The model work is `answer_benchmark`, the arithmetic `tofu_metrics` (its docstring lists the
+    metric keys). Raises ValueError for an unknown or empty split, a row without perturbed answers
+    (or, on forget/retain, without a paraphrase), naming split and row id, and for a tokenizer
+    larger than the model's embedding.
     """
     splits = tuple(splits)
     _check_inputs(model, tokenizer, bench, splits, batch_size, max_new_tokens)
+    answers = answer_benchmark(model, tokenizer, bench, splits, batch_size, max_new_tokens)
+    return {
+        "schema": EVAL_SCHEMA,
+        "model": str(getattr(model.config, "_name_or_path", "") or type(model).__name__),
+        **tofu_metrics(answers, reference_truth_ratios),
+    }
+
+
+def answer_benchmark(
+    model, tokenizer, bench, splits: tuple[str, ...], batch_size: int, max_new_tokens: int
+) -> ModelAnswers:
+    """The model work of an evaluation: score every answer the metrics need, generate greedily."""
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
@@ -235,10 +255,10 @@ def evaluate_model(
             "evaluate: " + ", ".join(f"{split} {len(rows[split])} questions" for split in splits)
         )
         # Every answer to score, as (split, row index, role, k) -> position in one flat pool.
-        encoded, where = [], {}
+        encoded, keys = [], []
 
         def add(key, item, text):
-            where[key] = len(encoded)
+            keys.append(key)
             encoded.append(encode_example(tokenizer, item.question, text, id=item.id))
 
         for split in splits:
@@ -254,20 +274,36 @@ def evaluate_model(
         scored = _score(model, encoded, batch_size, pad_id, device)
 
         questions = [item.question for s in splits for item in rows[s]]
-        predictions = generate_answers(model, tokenizer, questions, batch_size, max_new_tokens)
+        flat = iter(generate_answers(model, tokenizer, questions, batch_size, max_new_tokens))
+        predictions = {split: [next(flat) for _ in rows[split]] for split in splits}
     finally:
         model.train(was_training)
+    return ModelAnswers(rows, holdout, dict(zip(keys, scored, strict=True)), predictions)
 
-    def get(key) -> _Scored:
-        return scored[where[key]]
 
+def tofu_metrics(
+    answers: ModelAnswers,
+    reference_truth_ratios: Mapping[str, float] | Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """The TOFU metrics of one model's answers: `{"metrics": {...}, "generations": {...}}`.
+
+    Metric keys, per evaluated split S: `S/prob`, `S/rouge`, `S/truth_ratio` (the per-split
+    score, forget `min(TR, 1/TR)`, others `max(0, 1 - TR)`), `S/exact_mem`,
+    `S/extraction_strength`; plus `forget/truth_ratio_raw` (raw per-item TR, the reference a retain
+    model's eval provides for others), `privacy/mink_auc` (forget vs holdout, when the benchmark has
+    holdout rows; `value_by_index` holds each row's Min-K score), `model_utility` (harmonic mean of
+    prob, ROUGE and truth ratio of every evaluated non-forget split; `value_by_index` names them)
+    and `forget_quality` (only with `reference_truth_ratios`: the retain model's raw forget TRs,
+    given as its `forget/truth_ratio_raw` entry, an id mapping, or a plain sequence).
+    """
+    rows, get = answers.rows, answers.scored.__getitem__
+    splits = tuple(rows)
     results: dict[str, Any] = {}
     generations: dict[str, dict[str, str]] = {}
-    pred_iter = iter(predictions)
     for split in splits:
         items = rows[split]
         ids = [item.id for item in items]
-        answers = [get((split, r, "answer", 0)) for r in range(len(items))]
+        scored = [get((split, r, "answer", 0)) for r in range(len(items))]
         role = "paraphrase" if split in PARAPHRASE_SPLITS else "answer"
         correct_nll = [get((split, r, role, 0)).mean_nll for r in range(len(items))]
         wrong_nlls = [
@@ -275,13 +311,13 @@ def evaluate_model(
             for r, item in enumerate(items)
         ]
         tr = M.truth_ratio(correct_nll, wrong_nlls)  # (N,)
-        preds = [next(pred_iter) for _ in items]
+        preds = answers.predictions[split]
         per_item = {
-            "prob": M.answer_prob([a.mean_nll for a in answers]),
+            "prob": M.answer_prob([a.mean_nll for a in scored]),
             "rouge": M.rouge_l_recall(preds, [item.answer for item in items]),
             "truth_ratio": M.truth_ratio_score(tr, split),
-            "exact_mem": [M.exact_memorization(a.correct) for a in answers],
-            "extraction_strength": [M.extraction_strength(a.correct) for a in answers],
+            "exact_mem": [M.exact_memorization(a.correct) for a in scored],
+            "extraction_strength": [M.extraction_strength(a.correct) for a in scored],
         }
         if split == "forget":
             per_item["truth_ratio_raw"] = tr
@@ -297,15 +333,14 @@ def evaluate_model(
                 "prediction": pred,
             }
 
-    if holdout:
-        forget_items = rows["forget"]
+    if answers.holdout:
         scores = {
             item.id: M.mink_score(get(("forget", r, "answer", 0)).logp)
-            for r, item in enumerate(forget_items)
+            for r, item in enumerate(rows["forget"])
         }
         nonmember = {
             item.id: M.mink_score(get(("holdout", r, "answer", 0)).logp)
-            for r, item in enumerate(holdout)
+            for r, item in enumerate(answers.holdout)
         }
         auc = M.membership_auc(list(scores.values()), list(nonmember.values()))
         results["privacy/mink_auc"] = {"agg_value": auc, "value_by_index": scores | nonmember}
@@ -332,9 +367,4 @@ def evaluate_model(
         )
         results["forget_quality"] = {"agg_value": fq, "value_by_index": {}}
 
-    return {
-        "schema": EVAL_SCHEMA,
-        "model": str(getattr(model.config, "_name_or_path", "") or type(model).__name__),
-        "metrics": results,
-        "generations": generations,
-    }
+    return {"metrics": results, "generations": generations}

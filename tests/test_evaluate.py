@@ -433,3 +433,53 @@ def test_reference_evals_of_loader_data_are_cached_per_folder_and_selection(tmp_
     value("tofu:forget01@hf:locuslab/TOFU")  # hub data: never cached
     value("tofu:forget01@hf:locuslab/TOFU")
     assert len(calls) == 5
+
+
+def test_tofu_metrics_is_pure_arithmetic_on_hand_made_answers():
+    """Golden numbers by hand: no model, no tokenizer, just the scored answers."""
+    from types import SimpleNamespace
+
+    from atwu_core.evaluate import ModelAnswers, _Scored, tofu_metrics
+
+    def scored(logps, correct=None):
+        logp = np.array(logps, dtype=float)
+        hits = np.ones(len(logps), bool) if correct is None else np.array(correct)
+        return _Scored(logp=logp, correct=hits)
+
+    f1 = SimpleNamespace(
+        id="f1", question="Where?", answer="Paris France", perturbed_answer=["a", "b"]
+    )
+    r1 = SimpleNamespace(id="r1", question="Which?", answer="Rome Italy", perturbed_answer=["c"])
+    answers = ModelAnswers(
+        rows={"forget": [f1], "retain": [r1]},
+        holdout=[],
+        scored={
+            ("forget", 0, "answer", 0): scored([-0.5, -1.5], [True, False]),  # NLL 1
+            ("forget", 0, "paraphrase", 0): scored([-1.0, -1.0]),  # NLL 1
+            ("forget", 0, "wrong", 0): scored([-2.0, -2.0]),  # NLL 2
+            ("forget", 0, "wrong", 1): scored([-3.0, -3.0]),  # NLL 3
+            ("retain", 0, "answer", 0): scored([-0.1, -0.1]),  # NLL 0.1
+            ("retain", 0, "paraphrase", 0): scored([-0.2]),  # NLL 0.2
+            ("retain", 0, "wrong", 0): scored([-1.2]),  # NLL 1.2
+        },
+        predictions={"forget": ["Paris"], "retain": ["Rome Italy"]},
+    )
+    out = tofu_metrics(answers)
+    m = {k: v["agg_value"] for k, v in out["metrics"].items()}
+    assert m["forget/prob"] == pytest.approx(math.exp(-1.0))
+    # TR = exp(NLL_paraphrase - mean wrong NLL) = exp(1 - 2.5); forget score min(TR, 1/TR)
+    assert m["forget/truth_ratio_raw"] == pytest.approx(math.exp(-1.5))
+    assert m["forget/truth_ratio"] == pytest.approx(math.exp(-1.5))
+    assert m["forget/rouge"] == pytest.approx(0.5)  # "Paris" recalls 1 of 2 reference words
+    assert m["forget/exact_mem"] == pytest.approx(0.5)
+    # retain: prob e^-0.1, ROUGE 1, truth-ratio score 1 - exp(0.2 - 1.2); utility = their hmean
+    parts = [math.exp(-0.1), 1.0, 1 - math.exp(-1.0)]
+    assert m["retain/truth_ratio"] == pytest.approx(parts[2])
+    assert m["model_utility"] == pytest.approx(3 / sum(1 / p for p in parts))
+    assert "forget_quality" not in m and "privacy/mink_auc" not in m
+    assert out["generations"]["f1"] == {
+        "split": "forget",
+        "question": "Where?",
+        "answer": "Paris France",
+        "prediction": "Paris",
+    }
