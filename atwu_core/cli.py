@@ -252,33 +252,13 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
 
 
 def _unlearn_config(args: argparse.Namespace, method: str):
-    from atwu_core.config import UnlearnConfig
+    from dataclasses import fields
 
-    return UnlearnConfig(
-        method=method,
-        hparams=parse_sets(args.set),
-        model=args.model,
-        data=with_folder(args.data, args.data_dir),
-        retain_model=args.retain_model,
-        lr=args.lr,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        alpha=args.alpha,
-        gamma=args.gamma,
-        retain_loss=args.retain_loss,
-        seed=args.seed,
-        device=args.device,
-        dtype=args.dtype,
-        save_model=args.save_model,
-        conflict=not args.no_conflict,
-        trust_remote_code=args.trust_remote_code,
-        grad_accum=args.grad_accum,
-        grad_checkpointing=args.grad_checkpointing,
-        lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_targets=args.lora_targets,
-    )
+    from atwu_core.config import RunOptions, UnlearnConfig
+
+    options = {f.name: getattr(args, f.name) for f in fields(RunOptions)}
+    options["data"] = with_folder(args.data, args.data_dir)
+    return UnlearnConfig(method=method, hparams=parse_sets(args.set), **options)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -717,61 +697,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from atwu_core.config import UnlearnConfig
+    """Every `RunOptions` field as `--name` / `--name_with_underscores`, help and default from
+    the dataclass (one source of truth), plus the options that are not run settings."""
+    from transformers import HfArgumentParser
 
-    d = UnlearnConfig()  # one source of truth for run defaults: the dataclass
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--model", default=str(DEFAULT_SAMPLE / "models" / "full"))
-    p.add_argument(
-        "--data",
-        default=str(DEFAULT_SAMPLE / "benchmark"),
-        help="benchmark folder, tofu:<forget split>[@<folder|hf:locuslab/TOFU>], or "
-        "rwku:<first10|name,name>@<folder|hf:jinzhuoran/RWKU> (docs/RWKU.md)",
+    from atwu_core.config import RunOptions
+
+    for action in HfArgumentParser(RunOptions, add_help=False)._actions:
+        p._add_action(action)
+    # From any working directory, the defaults are the sample data shipped beside the package.
+    p.set_defaults(
+        model=str(DEFAULT_SAMPLE / "models" / "full"), data=str(DEFAULT_SAMPLE / "benchmark")
     )
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument(
         "--data-dir",
         default=None,
         help="local folder of TOFU's / RWKU's files for tofu:/rwku: data (same as @DIR)",
     )
-    p.add_argument("--retain-model", default=None, help="forget-quality reference model")
     p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--alpha", type=float, default=d.alpha, help="retain loss weight")
-    p.add_argument("--gamma", type=float, default=d.gamma, help="forget loss weight")
-    p.add_argument("--retain-loss", default="default", choices=["default", "nll", "kl"])
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device)
-    p.add_argument(
-        "--dtype",
-        default="auto",
-        choices=["auto", "float32", "bfloat16"],
-        help="auto: bf16 on CUDA",
-    )
-    p.add_argument("--save-model", action="store_true")
-    p.add_argument(
-        "--no-conflict",
-        action="store_true",
-        help="skip the probe tokens' retain conflicts (a backward per token: slow on real models)",
-    )
-    p.add_argument("--trust-remote-code", action="store_true")
-    scale = p.add_argument_group("scale (docs/GPU.md)")
-    scale.add_argument(
-        "--grad-accum",
-        type=int,
-        default=1,
-        help="micro-batches per optimiser step (--batch-size is the whole step's batch)",
-    )
-    scale.add_argument(
-        "--grad-checkpointing", action="store_true", help="recompute activations in backward"
-    )
-    scale.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 trains every weight")
-    scale.add_argument("--lora-alpha", type=float, default=16.0)
-    scale.add_argument(
-        "--lora-targets", default="all-linear", help='"all-linear" or e.g. "q_proj,v_proj"'
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

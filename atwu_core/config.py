@@ -61,41 +61,63 @@ class FinetuneConfig:
         _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
 
 
+def _option(default: Any, help: str, **argparse_kw: Any) -> Any:
+    """A run setting with its command-line help: `atwu unlearn/compare/tune` build their options
+    from these fields (transformers.HfArgumentParser), so CLI and library share one default."""
+    return field(default=default, metadata={"help": help, **argparse_kw})
+
+
 @dataclass
-class UnlearnConfig:
-    """One unlearning run. `hparams` are the method's own (see `atwu methods`)."""
+class RunOptions:
+    """The settings of a run that every command exposes as `--<name>` options."""
+
+    model: str = _option("sample_data/models/full", "starting model: folder or hub id")
+    data: str = _option(
+        "sample_data/benchmark",
+        "benchmark folder, tofu:<forget split>[@<folder|hf:locuslab/TOFU>], or "
+        "rwku:<first10|name,name>@<folder|hf:jinzhuoran/RWKU> (docs/RWKU.md)",
+    )
+    retain_model: str | None = _option(
+        None, "forget-quality reference model (default: 'retain' beside --model)"
+    )
+    gamma: float = _option(1.0, "forget loss weight")
+    alpha: float = _option(1.0, "retain loss weight (ignored by methods with retain='none')")
+    retain_loss: str = _option(
+        "default", "retain term: the method's, nll or kl", choices=["default", "nll", "kl"]
+    )
+    # 1e-3 on the tiny model: 50 steps take span-token accuracy from 1.0 to < 0.1 with retain
+    # accuracy > 0.98 (docs/RESULTS.md); 2e-4 barely moves a model memorised to loss 5e-4.
+    lr: float = _option(1e-3, "learning rate (peak, after warm-up)")
+    epochs: int = _option(10, "passes over the forget set")
+    max_steps: int | None = _option(None, "stop after this many optimiser steps")
+    batch_size: int = _option(8, "forget rows per optimiser step (all processes, micro-batches)")
+    warmup_steps: int = _option(5, "linear warm-up steps")
+    clip: float = _option(1.0, "gradient-norm clip")
+    seed: int = _option(0, "seed of the run (data order, scorer init)")
+    probe_examples: int = _option(8, "forget rows whose token weights are stored every snapshot")
+    snapshot_every: int = _option(5, "steps between token-weight snapshots")
+    device: str = _option("auto", "auto, cpu, cuda[:N] or mps")
+    dtype: str = _option("auto", "auto: bf16 on CUDA", choices=["auto", "float32", "bfloat16"])
+    save_model: bool = _option(False, "write the unlearned model into the run folder")
+    conflict: bool = _option(
+        True, "record each probe token's retain conflict at step 0 (a backward per token)"
+    )
+    trust_remote_code: bool = _option(False, "run a hub model's own code (off unless asked)")
+    # Scale (docs/GPU.md). batch_size is the batch of one optimiser step over all processes and
+    # accumulation micro-batches, so changing either leaves the optimisation the same.
+    grad_accum: int = _option(1, "micro-batches per optimiser step")
+    grad_checkpointing: bool = _option(False, "recompute activations in backward")
+    lora_r: int = _option(0, "LoRA rank; 0 trains every weight")
+    lora_alpha: float = _option(16.0, "LoRA scale numerator")
+    lora_targets: str = _option("all-linear", '"all-linear" or module names, e.g. "q_proj,v_proj"')
+
+
+@dataclass
+class UnlearnConfig(RunOptions):
+    """One unlearning run: a method, its hyperparameters (see `atwu methods`) and the options."""
 
     method: str = "atwu"
     hparams: dict[str, Any] = field(default_factory=dict)
-    model: str = "sample_data/models/full"
-    data: str = "sample_data/benchmark"
-    retain_model: str | None = None  # forget-quality reference; default: "retain" beside `model`
-    gamma: float = 1.0  # weight of the forget loss
-    alpha: float = 1.0  # weight of the retain loss (ignored by methods with retain="none")
-    retain_loss: str = "default"  # "default" (the method's), "nll" or "kl"
-    # 1e-3 on the tiny model: 50 steps take span-token accuracy from 1.0 to < 0.1 with retain
-    # accuracy > 0.98 (docs/RESULTS.md); 2e-4 barely moves a model memorised to loss 5e-4.
-    lr: float = 1e-3
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 8
-    warmup_steps: int = 5
-    clip: float = 1.0
-    seed: int = 0
-    probe_examples: int = 8
-    snapshot_every: int = 5
-    device: str = "auto"
-    dtype: str = "auto"
-    save_model: bool = False
-    conflict: bool = True  # record each probe token's retain conflict (conflict.py) at step 0
-    trust_remote_code: bool = False
-    # Scale (docs/GPU.md). batch_size is the batch of one optimiser step over all processes and
-    # accumulation micro-batches, so changing either leaves the optimisation the same.
-    grad_accum: int = 1
-    grad_checkpointing: bool = False
-    lora_r: int = 0  # 0: train every parameter; r > 0: rank-r LoRA adapters only
-    lora_alpha: float = 16.0
-    lora_targets: str = "all-linear"  # or module names, e.g. "q_proj,v_proj"
 
     def __post_init__(self) -> None:
         _check(self.gamma >= 0, "gamma", self.gamma, "must be >= 0")
