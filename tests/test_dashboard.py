@@ -477,7 +477,7 @@ def test_data_view_browses_the_benchmark(lab):
     html = html_with(at, "Wrong answer 1")
     assert 'title="birthplace">Lisbon</mark>' in html
     at.selectbox(key="data_file").set_value("retain.jsonl").run()
-    assert any("retain.jsonl:2" in w.value for w in at.warning)
+    assert any("retain.jsonl, line 2: invalid JSON" in w.value for w in at.warning)
 
 
 def test_data_view_without_a_benchmark_says_so(lab, monkeypatch):
