@@ -102,20 +102,10 @@ def dirs_sig(dirs: tuple[str, ...]) -> tuple:
     return stat_sig(files)
 
 
-def _is_reference(path: str) -> bool:
-    """run.json's config says `"reference": true`: an eval-only folder of a reference model."""
-    try:
-        config = runs.read_info(path).get("config")
-    except (runs.RunFormatError, OSError):
-        return False
-    return isinstance(config, dict) and config.get("reference") is True
-
-
 # ttl: a running run whose writer died changes no file, yet must turn "running (stale?)".
 @st.cache_data(show_spinner=False, ttl=30)
 def list_runs(dirs: tuple[str, ...], sig: tuple) -> pd.DataFrame:
-    table = runs.list_runs(*dirs)
-    return table.assign(reference=[_is_reference(p) for p in table["path"]])
+    return runs.list_runs(*dirs)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)

@@ -617,6 +617,21 @@ def test_bad_values_are_refused_before_launch(experiment, fake_cli):
     assert "job" not in at.session_state
 
 
+def test_form_starts_on_and_is_checked_by_the_cli_config(experiment):
+    """Defaults and rules come from UnlearnConfig (what `atwu unlearn` builds), not the form."""
+    from atwu_core.config import UnlearnConfig
+
+    at, defaults = experiment, UnlearnConfig()
+    assert at.number_input(key="exp_lr").value == defaults.lr == jobs.Launch("atwu", {}, 1).lr
+    assert at.number_input(key="exp_alpha").value == defaults.alpha
+    assert at.number_input(key="exp_gamma").value == defaults.gamma
+    assert at.number_input(key="exp_seed").value == defaults.seed
+    at.number_input(key="exp_alpha").set_value(-1.0)
+    at.button(key="exp_start").click().run()
+    assert "alpha (retain weight) must be >= 0, not -1" in at.error[0].value
+    assert "job" not in at.session_state
+
+
 def test_cancel_interrupts_the_run(experiment, monkeypatch):
     monkeypatch.setenv("FAKE_STEP_SECONDS", "0.3")
     at = experiment

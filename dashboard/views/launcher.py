@@ -12,10 +12,23 @@ from pathlib import Path
 import streamlit as st
 
 from atwu_core import runs, viz
+from atwu_core.config import ConfigError
 from dashboard import jobs, teaching
+from dashboard.jobs import DEFAULTS
 from dashboard.loading import benchmark_dir, dataset_key, model_dir, new_runs_dir, tofu_dir
 from dashboard.views.common import plot, teach
 
+# The form starts on the CLI's defaults (jobs.DEFAULTS, an UnlearnConfig), except for the
+# number of steps: the CLI's default is every epoch; a first run from the page is a short one.
+LAUNCH_MAX_STEPS = 20
+# The form's labels of UnlearnConfig fields, used to word its errors.
+FORM_LABELS = {
+    "lr": "learning rate",
+    "alpha": "alpha (retain weight)",
+    "gamma": "gamma (forget weight)",
+    "max_steps": "max steps",
+    "batch_size": "batch size",
+}
 # Starting models offered by the run launcher: a folder (the tiny sample models), or SmolLM2.
 MODEL_FOLDER = "Model folder"
 
@@ -91,24 +104,29 @@ def experiment_view() -> None:
     st.markdown("**Training**")
     c1, c2, c3 = st.columns(3)
     max_steps = c1.number_input(
-        "Max steps", min_value=1, max_value=100_000, value=20, step=1, key="exp_max_steps"
+        "Max steps",
+        min_value=1,
+        max_value=100_000,
+        value=LAUNCH_MAX_STEPS,
+        step=1,
+        key="exp_max_steps",
     )
     seed = c2.number_input(
-        "Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="exp_seed"
+        "Seed", min_value=0, max_value=2**31 - 1, value=DEFAULTS.seed, step=1, key="exp_seed"
     )
     lr = c3.number_input(
-        "Learning rate", value=1e-3, format="%g", key="exp_lr", help=teaching.HPARAMS["lr"]
+        "Learning rate", value=DEFAULTS.lr, format="%g", key="exp_lr", help=teaching.HPARAMS["lr"]
     )
     alpha = c1.number_input(
-        "alpha (retain weight)",
-        value=1.0,
+        FORM_LABELS["alpha"],
+        value=DEFAULTS.alpha,
         format="%g",
         key="exp_alpha",
         help=teaching.HPARAMS["alpha"],
     )
     gamma = c2.number_input(
-        "gamma (forget weight)",
-        value=1.0,
+        FORM_LABELS["gamma"],
+        value=DEFAULTS.gamma,
         format="%g",
         key="exp_gamma",
         help=teaching.HPARAMS["gamma"],
@@ -152,32 +170,40 @@ def experiment_view() -> None:
     job: jobs.Job | None = st.session_state.get("job")
     busy = job is not None and job.returncode() is None
     if st.button("Start", key="exp_start", type="primary", disabled=busy):
+        launch = jobs.Launch(
+            method,
+            overrides,
+            int(max_steps),
+            int(seed),
+            lr,
+            alpha,
+            gamma,
+            evaluate,
+            model=model,
+            data=data,
+            **size,
+        )
         problems = jobs.check_overrides({**overrides, "lr": lr, "alpha": alpha, "gamma": gamma})
-        if lr <= 0:
-            problems.append(f"learning rate must be > 0, not {lr:g}")
+        try:
+            jobs.check_config(launch)  # UnlearnConfig's rules, as `atwu unlearn` applies them
+        except ConfigError as e:
+            problems.append(_worded(e))
         problems += blockers
         if problems:
             st.error("Cannot start: " + "; ".join(problems))
         else:
-            launch = jobs.Launch(
-                method,
-                overrides,
-                int(max_steps),
-                int(seed),
-                lr,
-                alpha,
-                gamma,
-                evaluate,
-                model=model,
-                data=data,
-                **size,
-            )
             try:
                 st.session_state["job"] = jobs.start_job(launch, runs_dir)
                 st.session_state["job_request"] = {"max_steps": int(max_steps), "eval": evaluate}
             except OSError as e:
                 st.error(f"Could not launch the run: {e}")
     _job_monitor()
+
+
+def _worded(error: ConfigError) -> str:
+    """UnlearnConfig's message in the form's words: "learning rate must be > 0, not 0"."""
+    value = f"{error.value:g}" if isinstance(error.value, float) else repr(error.value)
+    return f"{FORM_LABELS.get(error.name, error.name)} {error.rule}, not {value}"
 
 
 def _real_model_inputs() -> tuple[str, str, list[str]]:
