@@ -16,16 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
-from apptest import html_with, open_app, table_with
+from apptest import html_with, open_app, point_app_at, table_with
 from fake_runs import (
     EXAMPLES,
     METHODS,
     tokenize,
-    write_fake_benchmark,
     write_fake_run,
     write_fake_runs,
 )
-from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 
 import atwu_core
@@ -48,16 +46,7 @@ def lab(tmp_path, monkeypatch, pristine_runs):
     """Six finished fake runs, a benchmark, an empty folder for new runs; caches cleared."""
     runs_dir = tmp_path / "runs"
     shutil.copytree(pristine_runs, runs_dir)
-    bench = write_fake_benchmark(tmp_path / "bench")
-    monkeypatch.setenv("ATWU_RUNS_DIRS", str(runs_dir))
-    monkeypatch.setenv("ATWU_NEW_RUNS_DIR", str(tmp_path / "new"))
-    monkeypatch.setenv("ATWU_BENCHMARK_DIR", str(bench))
-    (tmp_path / "model").mkdir()
-    monkeypatch.setenv("ATWU_MODEL_DIR", str(tmp_path / "model"))
-    # Every AppTest run scans all installed packages for Streamlit "v2 components" (~1.4 s of
-    # metadata parsing per test); the app uses none, so skip the scan.
-    monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda: [])
-    st.cache_data.clear()
+    bench = point_app_at(monkeypatch, tmp_path, runs_dir)
     yield types.SimpleNamespace(runs=runs_dir, new=tmp_path / "new", bench=bench, root=tmp_path)
     st.cache_data.clear()
 
