@@ -1,7 +1,9 @@
 """ATWU Lab dashboard: `streamlit run dashboard/app.py`.
 
 A thin layer over `atwu_core.runs` (reading run folders) and `atwu_core.viz` (figures); it holds no
-science. Torch is never imported here: runs are launched as subprocesses (dashboard/jobs.py) and
+science. This file lays the page out (sidebar, tabs, the localhost guard); `loading.py` reads,
+`state.py` keeps the URL and the tour, and each tab is a module of `views/` (docs/DASHBOARD.md,
+"Files"). Torch is never imported: runs are launched as subprocesses (dashboard/jobs.py) and
 `atwu_core.probe` is imported only when the user asks to score a text.
 
 The sidebar picks the dataset: the built-in benchmark, or TOFU-mini (real TOFU text, built by
