@@ -10,9 +10,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
+class ConfigError(ValueError):
+    """A setting that breaks its rule: "name=value is invalid: rule". `name`, `value` and `rule`
+    are kept, so a form can word the message with its own label (the dashboard's launcher)."""
+
+    def __init__(self, name: str, value: Any, rule: str) -> None:
+        super().__init__(f"{name}={value!r} is invalid: {rule}")
+        self.name, self.value, self.rule = name, value, rule
+
+
 def _check(condition: bool, name: str, value: Any, rule: str) -> None:
     if not condition:
-        raise ValueError(f"{name}={value!r} is invalid: {rule}")
+        raise ConfigError(name, value, rule)
 
 
 @dataclass

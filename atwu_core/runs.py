@@ -73,6 +73,7 @@ LIST_COLUMNS = (
     "steps",
     "total_steps",
     *KEY_EVAL_METRICS,
+    "reference",  # config "reference": true, an eval-only folder of a reference model
     "path",
     "error",
 )
@@ -523,7 +524,7 @@ def list_runs(*runs_dirs: str | os.PathLike[str]) -> pd.DataFrame:
 
 def _list_row(path: Path) -> dict[str, Any]:
     row: dict[str, Any] = {c: None for c in LIST_COLUMNS}
-    row.update(run_id=path.name, path=str(path))
+    row.update(run_id=path.name, path=str(path), reference=False)
     try:
         info = read_info(path)
         config = info.get("config") if isinstance(info.get("config"), dict) else {}
@@ -535,6 +536,7 @@ def _list_row(path: Path) -> dict[str, Any]:
             created=info.get("created"),
             steps=info.get("steps_done"),
             total_steps=info.get("total_steps"),
+            reference=config.get("reference") is True,
         )
         ev = read_eval(path)
         for metric in KEY_EVAL_METRICS:

@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from atwu_core.cancel import CANCEL_ENV
+from atwu_core.config import UnlearnConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS_CACHE = ".atwu_methods.json"
 METHODS_FILE = Path(__file__).resolve().with_name("methods.json")
 REGENERATE = "atwu methods --json > dashboard/methods.json"
+# The CLI's defaults (`atwu unlearn` builds this config): the launcher form starts on them.
+DEFAULTS = UnlearnConfig()
 
 
 def cli_module() -> str:
@@ -148,15 +151,33 @@ class Launch:
     method: str
     hparams: Mapping[str, Any]  # only the values that differ from the defaults
     max_steps: int
-    seed: int = 0
-    lr: float = 1e-3  # the CLI default (atwu_core.config.UnlearnConfig)
-    alpha: float = 1.0  # retain loss weight
-    gamma: float = 1.0  # forget loss weight
+    seed: int = DEFAULTS.seed
+    lr: float = DEFAULTS.lr
+    alpha: float = DEFAULTS.alpha  # retain loss weight
+    gamma: float = DEFAULTS.gamma  # forget loss weight
     evaluate: bool = False
     model: str | None = None  # model folder or spec; None = the CLI's default (sample models)
     data: str | None = None  # benchmark folder or tofu: spec; None = the CLI's default
     batch_size: int | None = None  # forget rows per step; None = the CLI's default
     conflict: bool = True  # False: skip the probe tokens' retain conflicts (slow on real models)
+
+
+def check_config(launch: Launch) -> UnlearnConfig:
+    """The run's `UnlearnConfig`, built as `atwu unlearn` builds it, so a value the CLI would
+    refuse is refused before launching; raises `atwu_core.config.ConfigError` naming the field.
+    The model and data are checked by the launched CLI (and the form, for folders)."""
+    sized = {} if launch.batch_size is None else {"batch_size": int(launch.batch_size)}
+    return UnlearnConfig(
+        method=launch.method,
+        hparams=dict(launch.hparams),
+        lr=float(launch.lr),
+        alpha=float(launch.alpha),
+        gamma=float(launch.gamma),
+        seed=int(launch.seed),
+        max_steps=int(launch.max_steps),
+        conflict=launch.conflict,
+        **sized,
+    )
 
 
 def build_command(launch: Launch, runs_dir: Path) -> list[str]:

@@ -4,10 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import streamlit as st
+from fake_runs import write_fake_benchmark
 from streamlit import config as st_config
+from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+def point_app_at(monkeypatch, root: Path, runs_dir: Path) -> Path:
+    """The dashboard tests' set-up: `runs_dir` listed, new runs in root/new, the fake benchmark
+    in root/bench (returned), an empty root/model to start runs from; caches cleared."""
+    bench = write_fake_benchmark(root / "bench")
+    monkeypatch.setenv("ATWU_RUNS_DIRS", str(runs_dir))
+    monkeypatch.setenv("ATWU_NEW_RUNS_DIR", str(root / "new"))
+    monkeypatch.setenv("ATWU_BENCHMARK_DIR", str(bench))
+    (root / "model").mkdir(exist_ok=True)
+    monkeypatch.setenv("ATWU_MODEL_DIR", str(root / "model"))
+    # Every AppTest run scans all installed packages for Streamlit "v2 components" (~1.4 s of
+    # metadata parsing per test); the app uses none, so skip the scan.
+    monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda: [])
+    st.cache_data.clear()
+    return bench
 
 
 def open_app(view: str | None = None) -> AppTest:

@@ -16,16 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
-from apptest import html_with, open_app, table_with
+from apptest import html_with, open_app, point_app_at, table_with
 from fake_runs import (
     EXAMPLES,
     METHODS,
     tokenize,
-    write_fake_benchmark,
     write_fake_run,
     write_fake_runs,
 )
-from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 
 import atwu_core
@@ -48,16 +46,7 @@ def lab(tmp_path, monkeypatch, pristine_runs):
     """Six finished fake runs, a benchmark, an empty folder for new runs; caches cleared."""
     runs_dir = tmp_path / "runs"
     shutil.copytree(pristine_runs, runs_dir)
-    bench = write_fake_benchmark(tmp_path / "bench")
-    monkeypatch.setenv("ATWU_RUNS_DIRS", str(runs_dir))
-    monkeypatch.setenv("ATWU_NEW_RUNS_DIR", str(tmp_path / "new"))
-    monkeypatch.setenv("ATWU_BENCHMARK_DIR", str(bench))
-    (tmp_path / "model").mkdir()
-    monkeypatch.setenv("ATWU_MODEL_DIR", str(tmp_path / "model"))
-    # Every AppTest run scans all installed packages for Streamlit "v2 components" (~1.4 s of
-    # metadata parsing per test); the app uses none, so skip the scan.
-    monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda: [])
-    st.cache_data.clear()
+    bench = point_app_at(monkeypatch, tmp_path, runs_dir)
     yield types.SimpleNamespace(runs=runs_dir, new=tmp_path / "new", bench=bench, root=tmp_path)
     st.cache_data.clear()
 
@@ -477,7 +466,7 @@ def test_data_view_browses_the_benchmark(lab):
     html = html_with(at, "Wrong answer 1")
     assert 'title="birthplace">Lisbon</mark>' in html
     at.selectbox(key="data_file").set_value("retain.jsonl").run()
-    assert any("retain.jsonl:2" in w.value for w in at.warning)
+    assert any("retain.jsonl, line 2: invalid JSON" in w.value for w in at.warning)
 
 
 def test_data_view_without_a_benchmark_says_so(lab, monkeypatch):
@@ -614,6 +603,21 @@ def test_bad_values_are_refused_before_launch(experiment, fake_cli):
     at.button(key="exp_start").click().run()
     assert "learning rate must be > 0" in at.error[0].value
     assert f"model folder `{fake_cli.root / 'no-model'}` does not exist" in at.error[0].value
+    assert "job" not in at.session_state
+
+
+def test_form_starts_on_and_is_checked_by_the_cli_config(experiment):
+    """Defaults and rules come from UnlearnConfig (what `atwu unlearn` builds), not the form."""
+    from atwu_core.config import UnlearnConfig
+
+    at, defaults = experiment, UnlearnConfig()
+    assert at.number_input(key="exp_lr").value == defaults.lr == jobs.Launch("atwu", {}, 1).lr
+    assert at.number_input(key="exp_alpha").value == defaults.alpha
+    assert at.number_input(key="exp_gamma").value == defaults.gamma
+    assert at.number_input(key="exp_seed").value == defaults.seed
+    at.number_input(key="exp_alpha").set_value(-1.0)
+    at.button(key="exp_start").click().run()
+    assert "alpha (retain weight) must be >= 0, not -1" in at.error[0].value
     assert "job" not in at.session_state
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from apptest import open_app, table_with
-from fake_runs import write_fake_benchmark, write_fake_run
-from streamlit.components.v2 import manifest_scanner
+from apptest import open_app, point_app_at, table_with
+from fake_runs import write_fake_run
 
 from atwu_core import runs
 from dashboard import teaching
@@ -59,13 +58,7 @@ def rwku_lab(tmp_path, monkeypatch):
     runs_dir = tmp_path / "runs"
     write_rwku_run(runs_dir, "rwku-atwu-a", 0.0)
     write_rwku_run(runs_dir, "rwku-atwu-b", 0.05)
-    monkeypatch.setenv("ATWU_RUNS_DIRS", str(runs_dir))
-    monkeypatch.setenv("ATWU_NEW_RUNS_DIR", str(tmp_path / "new"))
-    monkeypatch.setenv("ATWU_BENCHMARK_DIR", str(write_fake_benchmark(tmp_path / "bench")))
-    (tmp_path / "model").mkdir()
-    monkeypatch.setenv("ATWU_MODEL_DIR", str(tmp_path / "model"))
-    monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda: [])
-    st.cache_data.clear()
+    point_app_at(monkeypatch, tmp_path, runs_dir)
     yield types.SimpleNamespace(runs=runs_dir)
     st.cache_data.clear()
 

@@ -7,10 +7,9 @@ import types
 
 import pytest
 import streamlit as st
-from apptest import html_with, open_app
+from apptest import html_with, open_app, point_app_at
 from conftest import SAMPLE
-from fake_runs import write_fake_benchmark, write_fake_run, write_fake_runs
-from streamlit.components.v2 import manifest_scanner
+from fake_runs import write_fake_run, write_fake_runs
 
 from atwu_core.data.schema import Benchmark, QAItem, Span, save_benchmark
 
@@ -22,10 +21,7 @@ ANSWER = "Basil Mahfouz Al-Kuwaiti was born in Kuwait City."
 def lab(tmp_path, monkeypatch):
     """Built-in: two fake runs and a fake benchmark; TOFU-mini: one run and a one-row benchmark."""
     write_fake_runs(tmp_path / "runs", methods=("atwu", "wga"))
-    monkeypatch.setenv("ATWU_RUNS_DIRS", str(tmp_path / "runs"))
-    monkeypatch.setenv("ATWU_NEW_RUNS_DIR", str(tmp_path / "new"))
-    monkeypatch.setenv("ATWU_BENCHMARK_DIR", str(write_fake_benchmark(tmp_path / "bench")))
-    monkeypatch.setenv("ATWU_MODEL_DIR", str(tmp_path / "model"))
+    point_app_at(monkeypatch, tmp_path, tmp_path / "runs")
     tofu = tmp_path / "tofu"
     write_fake_run(tofu / "runs", "npo", run_id="tofu-npo")
     row = QAItem(
@@ -38,9 +34,6 @@ def lab(tmp_path, monkeypatch):
     )
     save_benchmark(tofu / "benchmark", Benchmark([row], [], [], [], {"source": "tofu-mini"}))
     monkeypatch.setenv("ATWU_TOFU_MINI_DIR", str(tofu))
-    # No Streamlit "v2 component" scan per AppTest run (~1.4 s; the app uses none).
-    monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda: [])
-    st.cache_data.clear()
     yield types.SimpleNamespace(root=tmp_path, tofu=tofu, new=tmp_path / "new")
     st.cache_data.clear()
 

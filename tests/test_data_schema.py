@@ -248,3 +248,17 @@ def test_data_package_imports_without_torch():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr or "torch was imported by atwu_core.data"
+
+
+def test_read_json_objects_keeps_good_rows_and_names_each_bad_line(tmp_path):
+    """The lenient reader (the dashboard's data browser): a message per bad line, never a raise."""
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"id": "a"}\n\n{broken\n[1, 2]\n\xff\xfe\n{"id": "b"}\n')
+    rows, problems = schema.read_json_objects(path)
+    assert rows == [{"id": "a"}, {"id": "b"}]
+    assert len(problems) == 3
+    assert problems[0].startswith(f"{path}, line 3: invalid JSON (")
+    assert problems[1] == f"{path}, line 4: expected a JSON object, found list"
+    assert problems[2].startswith(f"{path}, line 5: not UTF-8 text")
+    with pytest.raises(OSError):
+        schema.read_json_objects(tmp_path / "missing.jsonl")

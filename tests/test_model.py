@@ -91,6 +91,16 @@ def test_config_errors_name_field_and_value(cls, kwargs, field):
         cls(**kwargs)
 
 
+def test_config_error_keeps_field_value_and_rule():
+    """A form (the dashboard's launcher) words the error with its own label."""
+    from atwu_core.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        UnlearnConfig(lr=0.0)
+    assert (err.value.name, err.value.value, err.value.rule) == ("lr", 0.0, "must be > 0")
+    assert str(err.value) == "lr=0.0 is invalid: must be > 0"
+
+
 def test_unlearn_config_from_dict_rejects_unknown_keys():
     with pytest.raises(ValueError, match="lrr"):
         UnlearnConfig.from_dict({"lrr": 1.0})

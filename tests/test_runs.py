@@ -249,6 +249,18 @@ def test_list_runs_never_raises_and_lists_bad_folders_with_errors(tmp_path):
     assert row["forget/prob"] == 0.2
 
 
+def test_list_runs_flags_reference_folders(tmp_path):
+    """config "reference": true (an eval-only folder of a reference model) is a column, so the
+    dashboard labels those runs without reading run.json again; unreadable folders are False."""
+    ref = RunWriter.create(tmp_path, "full", {"method": "full", "reference": True}, {}, 0)
+    ref.finish("finished")
+    write_fake_run(tmp_path, "atwu", run_id="plain")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.json").write_text("{")
+    table = runs.list_runs(tmp_path).set_index("run_id")
+    assert table["reference"].to_dict() == {ref.run_id: True, "plain": False, "broken": False}
+
+
 def test_list_runs_of_nothing_is_an_empty_table(tmp_path):
     table = runs.list_runs(tmp_path / "missing")
     assert table.empty

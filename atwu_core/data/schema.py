@@ -197,13 +197,48 @@ def iter_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[str, int, An
             if not line.strip():
                 continue
             where = f"{path}, line {lineno}"
+            yield where, lineno, _parse_json_line(where, line)
+
+
+def _parse_json_line(where: str, line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{where}: invalid JSON ({err.msg} at column {err.colno}): {_short(line.rstrip())}"
+        ) from None
+
+
+def read_json_objects(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The JSON-object lines of `path` and one message per other non-blank line, for readers
+    that show what they can and say what they skip (the dashboard's data browser).
+
+    Messages name the file and line like `iter_json_lines`'s errors (invalid JSON, not UTF-8,
+    not an object); rows are not checked against `QAItem` (`read_jsonl` does that). A file that
+    cannot be opened raises `OSError`.
+    """
+    path = Path(path)
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            where = f"{path}, line {lineno}"
             try:
-                yield where, lineno, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(
-                    f"{where}: invalid JSON ({err.msg} at column {err.colno}): "
-                    f"{_short(line.rstrip())}"
-                ) from None
+                line = raw.decode("utf-8")
+                if not line.strip():
+                    continue
+                row = _parse_json_line(where, line)
+            except UnicodeDecodeError as err:
+                problems.append(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})")
+                continue
+            except ValueError as err:
+                problems.append(str(err))
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
+                problems.append(f"{where}: expected a JSON object, found {type(row).__name__}")
+    return rows, problems
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[QAItem]:

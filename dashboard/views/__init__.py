@@ -1,0 +1,1 @@
+"""The dashboard's tabs, one module each (app.py lays them out)."""
