@@ -113,3 +113,18 @@ def cached_eval(
         raise ValueError(f"compute() must return a JSON-serialisable dict ({err})") from None
     atomic_write_text(path, text)
     return result
+
+
+def method_code_hash(package: Path | None = None) -> str:
+    """Content hash of the code that defines the method table (`atwu methods --json`): every file
+    of `methods/`, the scorer's settings and the search-space descriptions. A saved table carries
+    it, so a reader can tell a table made before a method was added or changed."""
+    package = Path(__file__).resolve().parent if package is None else package
+    files = [*sorted((package / "methods").glob("*.py")), package / "scorer.py"]
+    files.append(package / "space.py")
+    h = hashlib.sha256()
+    for path in files:
+        data = path.read_bytes()
+        h.update(f"{path.name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()[:16]

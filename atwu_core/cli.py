@@ -152,7 +152,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps(table, indent=2))
+        from atwu_core.cache import method_code_hash
+
+        print(json.dumps({"source_hash": method_code_hash(), "methods": table}, indent=2))
         return 0
     for row in table:
         hp = ", ".join(f"{k}={v}" for k, v in row["hparams"].items()) or "-"

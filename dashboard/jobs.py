@@ -2,10 +2,11 @@
 
 The dashboard never imports torch: a run is `python -m atwu_core.cli unlearn ...` in a subprocess
 whose stdout/stderr go to a log file next to the runs. The method table is
-`dashboard/methods.json`, the committed output of `atwu methods --json` (a test checks it matches
-the code), so the form is ready at start-up without torch; only when that file is missing does
-the dashboard fall back to running the command in a subprocess, cached as JSON in the runs
-folder. `ATWU_CLI_MODULE` swaps the CLI module and `ATWU_METHODS_FILE` the table (the tests use
+`dashboard/methods.json`, the committed output of `atwu methods --json`, so the form is ready at
+start-up without torch. When that file is missing or was made from other method code (its
+`source_hash`, `atwu_core.cache.method_code_hash`), the dashboard runs the command in a
+subprocess instead and caches the table as JSON in the runs folder. `ATWU_CLI_MODULE` swaps
+the CLI module and `ATWU_METHODS_FILE` the table (the tests use
 fast stand-ins).
 """
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atwu_core.cache import method_code_hash
 from atwu_core.cancel import CANCEL_ENV
 from atwu_core.config import UnlearnConfig
 
@@ -39,10 +41,9 @@ def cli_module() -> str:
     return os.environ.get("ATWU_CLI_MODULE", "atwu_core.cli")
 
 
-def _methods_source_mtime() -> float:
-    """Newest mtime of the files that define the method table, so the cache follows code edits."""
-    files = [*(ROOT / "atwu_core" / "methods").glob("*.py"), ROOT / "atwu_core" / "cli.py"]
-    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+def _code_hash() -> str:
+    """Hash of the method code this dashboard runs: a saved table made from other code is stale."""
+    return method_code_hash()
 
 
 def normalise_methods(raw: Any) -> dict[str, dict[str, Any]]:
@@ -73,7 +74,9 @@ def methods_file() -> Path:
 
 
 def read_bundled_methods(path: Path | None = None) -> dict[str, dict[str, Any]] | None:
-    """The committed method table (`dashboard/methods.json`), or None when the file is missing.
+    """The committed method table (`dashboard/methods.json`), or None when the file is missing or
+    was made from other method code (a method added or changed since: its `source_hash` differs),
+    so a new method file shows up without regenerating the table by hand.
 
     Raises ValueError naming the file when it exists but is not a valid table.
     """
@@ -85,18 +88,21 @@ def read_bundled_methods(path: Path | None = None) -> dict[str, dict[str, Any]] 
     except OSError as e:
         raise ValueError(f"{path}: cannot be read ({e})") from None
     try:
-        return normalise_methods(json.loads(text))
+        raw = json.loads(text)
+        table = normalise_methods(raw)
     except (ValueError, TypeError, AttributeError) as e:
         raise ValueError(
             f"{path}: not a valid method table ({e}); regenerate it with `{REGENERATE}`"
         ) from None
+    fresh = isinstance(raw, Mapping) and raw.get("source_hash") == _code_hash()
+    return table if fresh else None
 
 
 def read_methods(runs_dir: Path) -> dict[str, dict[str, Any]] | None:
     """The cached method table, or None when absent, unreadable or older than the method code."""
     try:
         cached = json.loads((runs_dir / METHODS_CACHE).read_text())
-        if cached.get("source_mtime") != _methods_source_mtime():
+        if cached.get("source_hash") != _code_hash():
             return None
         return normalise_methods(cached["methods"])
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
@@ -127,7 +133,7 @@ def refresh_methods(runs_dir: Path, timeout: float = 120.0) -> dict[str, dict[st
 def write_methods(runs_dir: Path, methods: Mapping[str, Any]) -> None:
     """Cache a method table (as `read_methods` expects it) in `runs_dir`."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"source_mtime": _methods_source_mtime(), "methods": methods}
+    payload = {"source_hash": _code_hash(), "methods": methods}
     tmp = runs_dir / f"{METHODS_CACHE}.tmp"
     tmp.write_text(json.dumps(payload, indent=2))
     os.replace(tmp, runs_dir / METHODS_CACHE)

@@ -28,7 +28,9 @@ def lab_args(lab, runs_dir) -> list[str]:
 
 def test_methods_json_lists_every_method_with_defaults(capsys):
     assert main(["methods", "--json"]) == 0
-    table = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    table = out["methods"]
+    assert len(out["source_hash"]) == 16
     assert {row["name"] for row in table} == set(REGISTRY)
     atwu = next(row for row in table if row["name"] == "atwu")
     assert atwu["hparams"]["beta"] == 5.0

@@ -54,8 +54,9 @@ def experiment_view() -> None:
         methods = jobs.read_methods(runs_dir)
     if methods is None:
         st.info(
-            f"`{jobs.methods_file()}` is missing, so the method list must come from "
-            "`atwu methods --json`, which loads torch (a few seconds)."
+            f"`{jobs.methods_file()}` is missing or older than the method code (a method was "
+            "added or changed), so the method list must come from `atwu methods --json`, which "
+            "loads torch (a few seconds)."
         )
         if st.button("Load the method list", key="exp_load_methods"):
             with st.spinner("Running `atwu methods --json`..."):
