@@ -500,7 +500,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from atwu_core import progress
     from atwu_core.config import UnlearnConfig
-    from atwu_core.experiment import evaluate_run
+    from atwu_core.evaluation.protocol import evaluate_run
     from atwu_core.model import load_model
     from atwu_core.run_setup import load_data
 

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from atwu_core.config import UnlearnConfig
+from atwu_core.evaluation.protocol import reference_evals
 
 # The columns a reader of the leaderboard wants first, in this order (FORMATS.md metric names).
 LEADERBOARD_COLUMNS = (
@@ -88,35 +89,11 @@ def leaderboard_row(path: Path) -> dict[str, Any]:
 REFERENCES = {"full": "full model (before)", "retain": "retain model (target)"}
 
 
-def reference_evals(base: UnlearnConfig) -> dict[str, dict[str, Any]]:
-    """Cached evaluations of the starting (`full`) and `retain` models, the two ends of the scale
-    every method sits between; forget quality of each against the retain model filled in."""
-    from atwu_core import progress
-    from atwu_core.experiment import fixed_model_eval, retain_model_for
-    from atwu_core.metrics import forget_quality
-    from atwu_core.run_setup import load_data
-
-    retain_dir = retain_model_for(base)
-    if retain_dir is None:
-        return {}
-    bench = load_data(base.data)
-    evals = {}
-    for name, model in (("full", base.model), ("retain", retain_dir)):
-        progress.phase(f"reference model {name} ({model}): evaluation (cached after the first)")
-        evals[name] = fixed_model_eval(model, base.data, bench)
-    ref = evals["retain"]["metrics"]["forget/truth_ratio_raw"]["value_by_index"]
-    for ev in evals.values():
-        tr = ev["metrics"]["forget/truth_ratio_raw"]["value_by_index"]
-        fq = forget_quality([tr[k] for k in ref], list(ref.values()))
-        ev["metrics"]["forget_quality"] = {"agg_value": fq, "value_by_index": {}}
-    return evals
-
-
 def write_reference_runs(runs_dir: Path, base: UnlearnConfig, evals: dict[str, Any]) -> None:
     """Eval-only run folders `reference-full` / `reference-retain`, so every view (generations,
     trade-offs) can show the models before unlearning and the target next to the methods."""
     from atwu_core.cancel import shielded
-    from atwu_core.experiment import retain_model_for
+    from atwu_core.evaluation.protocol import retain_model_for
     from atwu_core.runs import RunWriter
 
     models = {"full": base.model, "retain": retain_model_for(base)}

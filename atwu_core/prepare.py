@@ -70,7 +70,7 @@ def corpus_texts(bench: Benchmark) -> list[str]:
 
 def greedy_exact_match(model, tokenizer, items) -> float:
     """Share of rows whose greedy answer equals the reference answer exactly."""
-    from atwu_core.evaluate import generate_answers
+    from atwu_core.evaluation.evaluate import generate_answers
 
     # Room for the longest answer and its end token (+ slack for a non-canonical tokenisation):
     # a shorter budget would cut long TOFU answers and count them as misses.

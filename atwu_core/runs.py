@@ -62,7 +62,7 @@ TOKEN_WEIGHT_COLUMNS = (
     "in_span",
     "in_loss",
 )
-# Key eval numbers copied into the `list_runs` table (metric names of atwu_core.evaluate).
+# Key eval numbers copied into the `list_runs` table (metric names of evaluation.evaluate).
 KEY_EVAL_METRICS = ("forget_quality", "model_utility", "forget/prob", "retain/prob")
 LIST_COLUMNS = (
     "run_id",

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from atwu_core.metrics import alignment_if_defined, selectivity
+from atwu_core.evaluation.metrics import alignment_if_defined, selectivity
 
 # A token the retain model gives probability < 0.5 is "unpredictable without the forget set".
 RETAIN_LABEL_NLL = math.log(2.0)

@@ -316,7 +316,7 @@ def run_study(
     threads). A run whose folder already holds a finished evaluation is reused, so an interrupted
     study picks up where it stopped.
     """
-    from atwu_core.compare import reference_evals
+    from atwu_core.evaluation.protocol import reference_evals
     from atwu_core.methods import get_method
     from atwu_core.run_setup import split_hparams
 

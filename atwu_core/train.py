@@ -30,7 +30,7 @@ from atwu_core.config import UnlearnConfig
 from atwu_core.conflict import probe_conflict
 from atwu_core.data.encode import Encoded, collate, encode_example
 from atwu_core.data.schema import Benchmark
-from atwu_core.experiment import retain_token_nll
+from atwu_core.evaluation.protocol import retain_token_nll
 from atwu_core.forward import Forward, idk_batch, retain_loss
 from atwu_core.losses import masked_mean
 from atwu_core.methods import MethodSpec, get_method
@@ -429,7 +429,7 @@ def _finish(s: Session, evaluate: bool) -> Path | None:
     if s.scorer is not None:
         save_scorer(writer.path_for("scorer.safetensors"), s.scorer)
     if evaluate:
-        from atwu_core.experiment import evaluate_run
+        from atwu_core.evaluation.protocol import evaluate_run
 
         progress.phase("evaluating the unlearned model (TOFU metrics)")
         result = evaluate_run(s.model, s.tokenizer, s.bench, config)

@@ -7,9 +7,9 @@ scores
     subject to  model_utility >= 0.9 × model_utility of the full (starting) model on the same data
 
 through TPE's `constraints_func` (the constraint value `0.9·U_full - U` must be <= 0). The full
-model's utility comes from `compare.reference_evals`, the evaluation `atwu compare` puts on its
-leaderboard. The *best* trial is the feasible one with the highest objective; when no trial is
-feasible it is the highest-utility trial, and best.json says `"feasible": false`.
+model's utility comes from `evaluation.protocol.reference_evals`, the evaluation `atwu compare`
+puts on its leaderboard. The *best* trial is the feasible one with the highest objective; when no
+trial is feasible it is the highest-utility trial, and best.json says `"feasible": false`.
 
 What is searched: the method's own `search` (its `@register`), `scorer.SCORER_SEARCH` for
 methods that need a scorer, and `RUN_SEARCH` (lr, and alpha for methods with a retain term).
@@ -115,7 +115,7 @@ def study_name(method: str, seed: int | None, data: str) -> str:
 def full_model_utility(base: UnlearnConfig) -> float:
     """model_utility of the starting model on `base.data`, from the reference evaluation
     `atwu compare` reports (cached by content hash)."""
-    from atwu_core.compare import reference_evals
+    from atwu_core.evaluation.protocol import reference_evals
 
     evals = reference_evals(base)
     if not evals:

@@ -6,8 +6,9 @@ weight, nll, in_span, in_loss, optional conflict). The token view shows METHOD.m
 weights g_t (or any method's implicit weight, §2) against the ground-truth spans of §4.
 
 Every piece of token or benchmark text that ends up in HTML goes through `html.escape`.
-No torch: the dashboard imports this module at start-up. sklearn and `atwu_core.metrics` (~1.4 s
-to import) are imported only by the alignment builders that need them.
+No torch: the dashboard imports this module at start-up. sklearn and
+`atwu_core.evaluation.metrics` (~1.4 s to import) are imported only by the alignment builders
+that need them.
 """
 
 from __future__ import annotations
@@ -826,7 +827,7 @@ def alignment_curves(
     # lazy: sklearn takes ~1.4 s to import, the dashboard must start without it
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    from atwu_core.metrics import alignment_if_defined
+    from atwu_core.evaluation.metrics import alignment_if_defined
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("ROC", "Precision–recall"))
     skipped = []
@@ -910,11 +911,13 @@ def alignment_table(
 ) -> pd.DataFrame:
     """Pooled span alignment per name and snapshot step (METHOD.md §4).
 
-    The numbers are `atwu_core.metrics.span_alignment`'s pooled AUROC, average precision,
+    The numbers are `atwu_core.evaluation.metrics.span_alignment`'s pooled AUROC, average precision,
     precision@k and weight mass inside spans; they are NaN for a snapshot whose tokens hold one
     class only (alignment is undefined there). Columns: `ALIGNMENT_COLUMNS`.
     """
-    from atwu_core.metrics import alignment_if_defined  # lazy: it imports sklearn and scipy
+    from atwu_core.evaluation.metrics import (
+        alignment_if_defined,  # lazy: it imports sklearn and scipy
+    )
 
     rows = []
     for name, df in frames.items():

@@ -1,4 +1,4 @@
-"""The dashboard serves this machine only, whatever folder it starts from (issue 12).
+"""The dashboard serves this machine only, whatever folder it starts from.
 
 A real `streamlit run` started from another folder (and from dashboard/) binds to localhost with no
 first-run e-mail prompt (dashboard/.streamlit/config.toml is read next to the script); on any

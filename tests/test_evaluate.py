@@ -1,5 +1,5 @@
-"""Tests for atwu_core.evaluate: batching/padding against unbatched reference computations, a
-memorised tiny model (metrics move the right way), bad input, and the eval cache."""
+"""Tests for atwu_core.evaluation.evaluate: batching/padding against unbatched reference
+computations, a memorised tiny model (metrics move the right way), bad input, and the eval cache."""
 
 import json
 import math
@@ -11,11 +11,11 @@ from conftest import random_llama
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from atwu_core import metrics as M
 from atwu_core.cache import cached_eval, eval_cache_key
 from atwu_core.data.encode import encode_example, prompt_ids
 from atwu_core.data.schema import Benchmark, QAItem
-from atwu_core.evaluate import evaluate_model
+from atwu_core.evaluation import metrics as M
+from atwu_core.evaluation.evaluate import evaluate_model
 
 CHAT = (
     "{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}"
@@ -439,7 +439,7 @@ def test_tofu_metrics_is_pure_arithmetic_on_hand_made_answers():
     """Golden numbers by hand: no model, no tokenizer, just the scored answers."""
     from types import SimpleNamespace
 
-    from atwu_core.evaluate import ModelAnswers, _Scored, tofu_metrics
+    from atwu_core.evaluation.evaluate import ModelAnswers, _Scored, tofu_metrics
 
     def scored(logps, correct=None):
         logp = np.array(logps, dtype=float)

@@ -1,4 +1,4 @@
-"""Golden-number tests for atwu_core.metrics (METHOD.md §3–4).
+"""Golden-number tests for atwu_core.evaluation.metrics (METHOD.md §3–4).
 
 Every expected value below is worked out by hand in the comment next to it; scipy, sklearn and
 rouge_score are used only as a second opinion on small inputs.
@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from atwu_core import metrics as M
+from atwu_core.evaluation import metrics as M
 
 LN2 = math.log(2)
 
@@ -302,12 +302,12 @@ def test_metric_entry():
 
 
 def test_metrics_module_does_not_import_torch():
-    code = "import sys, atwu_core.metrics; sys.exit('torch' in sys.modules)"
+    code = "import sys, atwu_core.evaluation.metrics; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_alignment_if_defined_is_none_for_one_class_and_span_alignment_otherwise():
-    from atwu_core.metrics import alignment_if_defined
+    from atwu_core.evaluation.metrics import alignment_if_defined
 
     ids = ["a", "a", "b"]
     assert alignment_if_defined([0.1, 0.2, 0.3], [True, True, True], ids) is None

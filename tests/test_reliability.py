@@ -1,4 +1,4 @@
-"""Issue 12's catalogue of bad inputs and faults: each is one line naming what and where, the exit
+"""The catalogue of bad inputs and faults: each is one line naming what and where, the exit
 code says usage error (2), failure (1) or interruption (130), no traceback, and run folders never
 stay at "running"."""
 
@@ -178,13 +178,13 @@ def test_cancel_file_stops_training_as_interrupted(tiny_lab, tmp_path, capsys, m
 def test_interrupt_during_evaluation_or_saving_ends_interrupted(
     tiny_lab, tmp_path, capsys, monkeypatch, where
 ):
-    import atwu_core.experiment
+    import atwu_core.evaluation.protocol
     import atwu_core.model
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt("interrupted (SIGINT)")
 
-    target = (atwu_core.experiment, "evaluate_run") if where == "evaluation" else (
+    target = (atwu_core.evaluation.protocol, "evaluate_run") if where == "evaluation" else (
         atwu_core.model, "save_model")  # fmt: skip
     monkeypatch.setattr(*target, interrupt)
     argv = ["unlearn", "--method", "grad_diff", "--max-steps", "1", "--eval", "--save-model"]

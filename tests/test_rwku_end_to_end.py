@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from atwu_core import rwku_metrics as R
-from atwu_core.rwku_eval import RWKU_METRICS
+from atwu_core.evaluation import rwku_metrics as R
+from atwu_core.evaluation.rwku import RWKU_METRICS
 from tests.conftest import random_llama
 
 FIXTURE = Path(__file__).parent / "fixtures" / "rwku"

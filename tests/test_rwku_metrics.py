@@ -1,8 +1,8 @@
-"""RWKU's metrics and prompts (atwu_core.rwku_metrics) against values computed by hand."""
+"""RWKU's metrics and prompts (evaluation.rwku_metrics) against values computed by hand."""
 
 import pytest
 
-from atwu_core import rwku_metrics as R
+from atwu_core.evaluation import rwku_metrics as R
 
 
 def test_rouge_l_recall_is_lcs_over_reference_length():

@@ -1,5 +1,5 @@
 """Tests of the tidy token rows and their span alignment (atwu_core.snapshots, METHOD.md §4),
-and of the selectivity metric (atwu_core.metrics.selectivity)."""
+and of the selectivity metric (atwu_core.evaluation.metrics.selectivity)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from atwu_core.metrics import selectivity
+from atwu_core.evaluation.metrics import selectivity
 from atwu_core.snapshots import pooled_alignment, reference_scores, span_metrics, token_rows
 
 

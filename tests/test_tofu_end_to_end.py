@@ -109,7 +109,7 @@ def test_evaluate_model_on_tofu_forget01_gives_finite_metrics(tofu01, tofu_model
     """(c) The TOFU protocol on a subsample of forget01 / retain / world facts: finite numbers."""
     from dataclasses import replace
 
-    from atwu_core.evaluate import evaluate_model
+    from atwu_core.evaluation.evaluate import evaluate_model
     from atwu_core.model import load_model
 
     model, tok = load_model(tofu_model, device="cpu")

@@ -8,7 +8,7 @@ import pytest
 from atwu_core.data.schema import load_benchmark, save_benchmark
 from atwu_core.data.tofu import load_tofu
 from atwu_core.data.tofu_mini import tofu_mini
-from atwu_core.evaluate import eval_rows
+from atwu_core.evaluation.evaluate import eval_rows
 
 TOFU_DIR = Path(
     os.environ.get("ATWU_TOFU_DIR", Path(__file__).resolve().parents[2] / "shared/data/tofu")

@@ -272,9 +272,9 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, capsys, fake):
 
 
 def test_no_retain_model_is_one_line_and_leaves_no_study(tmp_path, capsys, monkeypatch):
-    import atwu_core.experiment
+    import atwu_core.evaluation.protocol
 
-    monkeypatch.setattr(atwu_core.experiment, "retain_model_for", lambda config: None)
+    monkeypatch.setattr(atwu_core.evaluation.protocol, "retain_model_for", lambda config: None)
     argv = [
         "tune",
         "--method",

@@ -15,7 +15,7 @@ How it becomes a `Benchmark` the training loop runs unchanged:
 - retain: passages of the *other* targets of the same corpus, round-robin over targets, as many
   as forget rows (same genre, disjoint people; RWKU's probes stay evaluation-only);
 - probes: the chosen targets' rows of every evaluation config, in `meta["rwku"]["probes"]`
-  (consumed by `atwu_core.rwku_eval`).
+  (consumed by `atwu_core.evaluation.rwku`).
 
 Spans of forget passages (METHOD.md §4 ground truth), rule `SPAN_RULE`:
 
@@ -114,7 +114,7 @@ CORPUS_CONFIGS = (
     "train_negative_phi3",
 )
 DEFAULT_CORPUS = "train_positive_llama3"
-# What `atwu_core.rwku_eval` evaluates: loading fails early when one is missing.
+# What `atwu_core.evaluation.rwku` evaluates: loading fails early when one is missing.
 EVAL_CONFIGS = (
     "forget_level1",
     "forget_level2",

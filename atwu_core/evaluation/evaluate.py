@@ -9,7 +9,7 @@ Two kinds of model work, both batched and under `torch.no_grad()`:
 2. Greedy generation from the chat prompt (left-padded batches, stop at eos) for ROUGE-L.
 
 `answer_benchmark` does that model work into a `ModelAnswers`; `tofu_metrics` is the pure
-arithmetic on it (`atwu_core.metrics`). `evaluate_model` chains them and returns the body
+arithmetic on it (`atwu_core.evaluation.metrics`). `evaluate_model` chains them and returns the body
 of `eval.json` (docs/FORMATS.md); `atwu_core.cache` stores it for models that never change (the
 full and the retain model) so every unlearning run does not evaluate them again.
 """
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from atwu_core import metrics as M
 from atwu_core import progress
 from atwu_core.data.encode import collate, encode_example, prompt_ids
+from atwu_core.evaluation import metrics as M
 from atwu_core.losses import token_logp
 
 EVAL_SCHEMA = 1

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from atwu_core.metrics import membership_auc
+from atwu_core.evaluation.metrics import membership_auc
 
 NO_ANSWER = "NOANSWER"  # RWKU scores an empty generation as this string
 CHOICE_LETTERS = ("A", "B", "C", "D")

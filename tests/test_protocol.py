@@ -1,7 +1,7 @@
-"""Evaluation settings of runs (atwu_core.experiment): the generation budget for ROUGE."""
+"""Evaluation settings of runs (atwu_core.evaluation.protocol): the generation budget for ROUGE."""
 
 from atwu_core.data.schema import Benchmark, QAItem
-from atwu_core.experiment import generation_budget
+from atwu_core.evaluation.protocol import generation_budget
 
 
 class WordTokenizer:

@@ -3,7 +3,8 @@
 Same body as the TOFU evaluation (docs/FORMATS.md): `{"schema", "model", "metrics": {key:
 {"agg_value", "value_by_index"}}, "generations": {id: {"split", "question", "answer",
 "prediction"}}}`, with RWKU's metric names (`RWKU_METRICS`). The arithmetic is
-`atwu_core.rwku_metrics`; this module only does model work, batched under `torch.no_grad()`:
+`atwu_core.evaluation.rwku_metrics`; this module only does model work, batched under
+`torch.no_grad()`:
 
 1. greedy short answers (RWKU: 30 new tokens, cut at the first newline) for the forget and
    neighbour probes, and for TriviaQA (utility_factuality);
@@ -18,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from atwu_core import rwku_metrics as R
 from atwu_core.data.encode import Encoded, prompt_ids
-from atwu_core.evaluate import EVAL_SCHEMA, _score, generate_from_ids
-from atwu_core.metrics import metric_entry
+from atwu_core.evaluation import rwku_metrics as R
+from atwu_core.evaluation.evaluate import EVAL_SCHEMA, _score, generate_from_ids
+from atwu_core.evaluation.metrics import metric_entry
 
 RWKU_EVAL_SETTINGS = {"max_new_tokens": 30, "batch_size": 16}
 PROBE_METRICS = {

@@ -1,9 +1,9 @@
 """TOFU evaluation metrics and token-weight / forget-span alignment, as pure functions.
 
 Everything here takes plain numbers (lists or numpy arrays) and returns plain numbers, so the
-dashboard can import it without torch. The model-side work (forward passes, generation) lives in
-`atwu_core.evaluate`; this module only does the arithmetic of METHOD.md §3 (TOFU protocol) and
-§4 (span alignment).
+dashboard can import it without torch. The model-side work (forward passes, generation) lives
+in `atwu_core.evaluation.evaluate`; this module only does the arithmetic of METHOD.md §3 (TOFU
+protocol) and §4 (span alignment).
 
 Conventions:
 - An NLL is *length-normalised*: the mean over answer tokens of `-log p_t`, so

@@ -24,7 +24,7 @@ def generation_budget(tokenizer, bench: Benchmark) -> int:
     evaluated answer + its end token. A generation cut shorter than the reference caps ROUGE-L
     recall below 1 even for a model that knows the answer (TOFU answers run to ~100 tokens;
     the built-in benchmark's to 25, so its budget stays 48)."""
-    from atwu_core.evaluate import eval_rows
+    from atwu_core.evaluation.evaluate import eval_rows
 
     longest = max(
         (
@@ -47,7 +47,7 @@ def retain_model_for(config: UnlearnConfig) -> str | None:
 
 def fixed_model_eval(model_dir: str, data: str, bench: Benchmark) -> dict[str, Any]:
     """Evaluation of a model that never changes (full or retain), computed once and cached."""
-    from atwu_core.evaluate import evaluate_model
+    from atwu_core.evaluation.evaluate import evaluate_model
     from atwu_core.model import load_model
 
     def compute() -> dict[str, Any]:
@@ -63,13 +63,36 @@ def fixed_model_eval(model_dir: str, data: str, bench: Benchmark) -> dict[str, A
     return cached_value(model_dir, data, EVAL_SETTINGS, compute)
 
 
+def reference_evals(base: UnlearnConfig) -> dict[str, dict[str, Any]]:
+    """Cached evaluations of the starting (`full`) and `retain` models, the two ends of the scale
+    every method sits between; forget quality of each against the retain model filled in."""
+    from atwu_core import progress
+    from atwu_core.data.spec import load
+    from atwu_core.evaluation.metrics import forget_quality
+
+    retain_dir = retain_model_for(base)
+    if retain_dir is None:
+        return {}
+    bench = load(base.data)
+    evals = {}
+    for name, model in (("full", base.model), ("retain", retain_dir)):
+        progress.phase(f"reference model {name} ({model}): evaluation (cached after the first)")
+        evals[name] = fixed_model_eval(model, base.data, bench)
+    ref = evals["retain"]["metrics"]["forget/truth_ratio_raw"]["value_by_index"]
+    for ev in evals.values():
+        tr = ev["metrics"]["forget/truth_ratio_raw"]["value_by_index"]
+        fq = forget_quality([tr[k] for k in ref], list(ref.values()))
+        ev["metrics"]["forget_quality"] = {"agg_value": fq, "value_by_index": {}}
+    return evals
+
+
 def evaluate_run(model, tokenizer, bench: Benchmark, config: UnlearnConfig) -> dict[str, Any]:
     """TOFU evaluation of an unlearned model; forget quality when a retain model is known.
     An RWKU benchmark gets RWKU's own metrics instead (no retain model exists for it)."""
-    from atwu_core.evaluate import evaluate_model
+    from atwu_core.evaluation.evaluate import evaluate_model
 
     if bench.meta.get("source") == "rwku":
-        from atwu_core.rwku_eval import evaluate_rwku
+        from atwu_core.evaluation.rwku import evaluate_rwku
 
         return evaluate_rwku(model, tokenizer, bench) | {"reference_model": None}
 
