@@ -8,15 +8,28 @@ import pandas as pd
 import pytest
 
 from atwu_core.study import (
+    ATWU_PREV,
+    ATWU_PREV_L2,
+    BOARD_COLUMNS,
+    StudyFileError,
+    atwu_title,
+    atwu_variants,
     best_forgetter,
     best_heuristic,
     gap_closed,
+    goal_checks,
+    load_board,
     mean_ci,
     paired,
+    paired_sentence,
+    paired_table,
     parse_method,
     report_markdown,
     run_study,
+    short_label,
+    study_files,
     summarise,
+    summary_table,
 )
 
 
@@ -168,3 +181,125 @@ def test_study_refuses_configs_tuned_on_a_report_seed(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "wga was tuned on generator seed 1, one of the report seeds [1, 2]" in err
     assert not (tmp_path / "runs").exists()
+
+
+# ----------------------------------------------------------------------------- study files
+
+
+def view_board() -> pd.DataFrame:
+    """board() plus the columns a study CSV has (span AUROC, its NLL-rise reference, utility)
+    and the two ATWU variants; 3 seeds, numbers chosen so every statistic is worked by hand."""
+    b = board()
+    b["regime"] = "default"
+    auroc = {"atwu": 0.6, "atwu_frozen": 0.5, "oracle_saturated": 1.0, "wga": 0.4, "satimp": 0.7}
+    rise = {"atwu": 0.7, "atwu_frozen": 0.7, "oracle_saturated": 0.9, "wga": 0.5, "satimp": 0.6}
+    b["span/auroc"] = b["method"].map(auroc)
+    b["span/ref/nll_rise/auroc"] = b["method"].map(rise)
+    b["model_utility"] = 0.9
+    prev = b[b["method"] == "atwu"].assign(
+        method=ATWU_PREV_L2,
+        selectivity=[0.8, 0.8, 0.8],  # frozen + 0.3 on every seed: CI of width 0
+        **{"span/auroc": 0.95, "span/ref/nll_rise/auroc": 0.8, "log10_fq": -0.1},
+    )
+    return pd.concat([b, prev], ignore_index=True)
+
+
+def write_board(path, board_df) -> str:
+    board_df.to_csv(path, index=False)
+    return str(path)
+
+
+def test_load_board_checks_columns_and_names_the_file(tmp_path):
+    ok = load_board(write_board(tmp_path / "study_default_3seeds.csv", view_board()))
+    assert ok["utility_ok"].dtype == bool and ok["seed"].tolist()[:3] == [1, 2, 3]
+    bad = tmp_path / "study_bad_3seeds.csv"
+    write_board(bad, view_board().drop(columns=["span/auroc"]))
+    with pytest.raises(StudyFileError, match=r"study_bad_3seeds\.csv.*'span/auroc'"):
+        load_board(bad)
+    (tmp_path / "study_empty.csv").write_text("")
+    with pytest.raises(StudyFileError, match=r"study_empty\.csv.*not a readable CSV"):
+        load_board(tmp_path / "study_empty.csv")
+    header = ",".join(BOARD_COLUMNS) + "\n"
+    (tmp_path / "study_header.csv").write_text(header)
+    with pytest.raises(StudyFileError, match=r"study_header\.csv.*no runs"):
+        load_board(tmp_path / "study_header.csv")
+    with pytest.raises(StudyFileError, match="not found"):
+        load_board(tmp_path / "study_missing.csv")
+
+
+def test_study_files_are_found_and_labelled(tmp_path):
+    for name in ("study_tuned10_5seeds", "study_default_5seeds", "study_tuned6_5seeds", "study_x"):
+        (tmp_path / f"{name}.csv").write_text("a\n")
+    (tmp_path / "other.csv").write_text("a\n")
+    assert list(study_files(tmp_path)) == [
+        "Default settings, 5 seeds",
+        "Tuned (6 trials), 5 seeds",
+        "Tuned (10 trials), 5 seeds",
+        "x",
+    ]
+
+
+def test_short_labels_and_atwu_rows():
+    assert short_label("atwu") == "atwu"
+    assert short_label(ATWU_PREV) == "atwu · prev, ue1"
+    assert short_label(ATWU_PREV_L2) == "atwu · prev, ue1, λ₂=0.01"
+    assert short_label("npo[beta=0.2]") == "npo · beta=0.2"
+    assert short_label("broken[") == "broken["
+    b = view_board()
+    assert atwu_variants(b) == ["atwu", ATWU_PREV_L2]  # not atwu_frozen, not the plug-ins
+    assert atwu_title("atwu") == "ATWU (authors' settings)"
+    assert atwu_title("atwu", "tuned") == "ATWU (tuned)"
+
+
+def test_paired_table_and_sentences_golden():
+    table = paired_table(view_board(), "default", metrics=["selectivity"])
+    rows = table.set_index("method")
+    # atwu − frozen per seed: 0.1, 0.2, 0.3 -> mean 0.2, sd 0.1, half t(0.975,2)·0.1/√3
+    assert rows.loc["atwu", "mean"] == pytest.approx(0.2)
+    assert rows.loc["atwu", "ci"] == pytest.approx(0.2484138, rel=1e-6)
+    assert rows.loc["atwu", "n"] == 3 and not rows.loc["atwu", "excludes_zero"]
+    assert paired_sentence(rows.reset_index().iloc[0]) == (
+        "ATWU (authors' settings) − frozen control, selectivity: +0.20 ± 0.25 over 3 seeds "
+        "(CI includes 0: no measurable effect)"
+    )
+    # the variant: +0.3 on every seed, a CI of width 0 that excludes 0
+    assert rows.loc[ATWU_PREV_L2, "mean"] == pytest.approx(0.3)
+    assert paired_sentence(rows.reset_index().iloc[1]) == (
+        "ATWU · prev, ue1, λ₂=0.01 − frozen control, selectivity: +0.30 ± 0.00 over 3 seeds "
+        "(CI excludes 0: higher, better than the control)"
+    )
+    # log10 FQ: atwu − frozen = 0, −1, −2 -> mean −1, sd 1, half 2.484: includes 0
+    fq = paired_table(view_board(), "default", metrics=["log10_fq"]).iloc[0]
+    assert paired_sentence(fq) == (
+        "ATWU (authors' settings) − frozen control, log10 forget quality: −1.00 ± 2.48 over "
+        "3 seeds (CI includes 0: no measurable effect)"
+    )
+    assert paired_table(view_board(), "default", against="nobody").empty
+
+
+def test_goal_checks_follow_the_results_definitions():
+    goals = goal_checks(view_board(), "default")
+    atwu = goals[goals["method"] == "atwu"].set_index("goal")
+    prev = goals[goals["method"] == ATWU_PREV_L2].set_index("goal")
+    gap = "closes ≥ 50 % of the frozen → oracle selectivity gap"
+    # atwu: (0.7 − 0.5) / (0.9 − 0.5) = 50 %; the variant (0.8 − 0.5) / 0.4 = 75 %
+    assert atwu.loc[gap, "value"] == "50 %" and atwu.loc[gap, "met"]
+    assert prev.loc[gap, "value"] == "75 %"
+    assert not atwu.loc["span AUROC ≥ 0.90", "met"] and prev.loc["span AUROC ≥ 0.90", "met"]
+    rise = "span AUROC above the same runs' NLL-rise reference"
+    assert atwu.loc[rise, "value"] == "0.60 vs 0.70" and not atwu.loc[rise, "met"]
+    assert prev.loc[rise, "met"]
+    margin = "span AUROC ≥ 0.10 above the best of WGA / SatImp / SEUL"
+    assert atwu.loc[margin, "value"] == "0.60 vs satimp 0.70 (−0.10)"
+    assert not atwu.loc[margin, "met"]
+    assert prev.loc[margin, "met"]  # 0.95 − 0.70 = 0.25
+    best = "best mean forget quality among methods keeping utility"
+    # satimp has the best log10 FQ but loses utility: the ATWU variant (−0.1) is best
+    assert prev.loc[best, "met"] and not atwu.loc[best, "met"]
+
+
+def test_summary_table_is_mean_ci_text():
+    table = summary_table(view_board(), "default", ["selectivity"]).set_index("method")
+    assert table.loc["atwu", "selectivity"] == "0.700 ± 0.248"
+    assert table.loc["atwu_frozen", "selectivity"] == "0.500 ± 0.000"
+    assert table.loc["satimp", "keeps utility"] == "no" and table.loc["atwu", "seeds"] == 3
