@@ -131,6 +131,7 @@ SCORE_REFERENCES = {
     "retain_nll": "retain-model NLL (score only)",
 }
 SCORE_REFERENCE_COLOR = "#BBBBBB"
+VARIANT_SYMBOL = {"circle": "diamond", "square": "square-open", "diamond": "diamond-open"}
 
 
 def method_style(method: str) -> dict[str, Any]:
@@ -140,6 +141,15 @@ def method_style(method: str) -> dict[str, Any]:
     legends (ATWU first, then the table's order, unknown methods by name, then controls).
     """
     method = str(method)
+    base, bracket, _ = method.partition("[")
+    if bracket and base in METHOD_STYLES:
+        # a variant (`atwu[scorer_position=prev]`, a study row): its method's colour, an open
+        # marker, right after its method in legends
+        style = method_style(base)
+        style["symbol"] = VARIANT_SYMBOL.get(style["symbol"], style["symbol"])
+        style["width"] = LINE_WIDTH
+        style["rank"] += 0.5
+        return style
     if method in METHOD_STYLES:
         style = dict(METHOD_STYLES[method])
         order = list(METHOD_STYLES).index(method)
@@ -1472,3 +1482,233 @@ def leaderboard_summary(
             best[col] = pick(by_method, key=by_method.get)
     table = pd.DataFrame(rows, columns=["method", "runs", *columns])
     return table, best
+
+
+# ---------------------------------------------------------------------------------------------
+# Seed study (atwu_core.study): every method over several generated benchmarks
+
+
+def _study_tick(method: str) -> str:
+    """Axis label of a study row: the short label (`study.short_label`), ATWU rows in bold,
+    controls in grey italics and marked as such."""
+    from atwu_core.study import short_label
+
+    text = html.escape(short_label(method))
+    kind = method_style(method)["kind"]
+    if kind == "control":
+        return f'<span style="color:#777777"><i>{text} (control)</i></span>'
+    if method.partition("[")[0] == "atwu":
+        return f"<b>{text}</b>"
+    return text
+
+
+def _study_seeds(board: pd.DataFrame) -> int:
+    return int(board["seed"].nunique()) if len(board) else 0
+
+
+def study_dots(
+    board: pd.DataFrame,
+    metric: str = "selectivity",
+    *,
+    regime: str | None = None,
+    metric_label: str | None = None,
+) -> go.Figure:
+    """One row per method of a study board: its mean over seeds ± the 95 % CI half-width
+    (`study.summarise`), every seed as a faint dot behind it, the controls' means as vertical
+    lines. Rows in legend order (ATWU and its variants first, controls last); the axis shows
+    `short_label`s, the hover the full method label. Methods without a value on any seed are
+    named under the plot (e.g. selectivity, defined only when the facts were forgotten)."""
+    from atwu_core import study
+
+    regime = regime if regime is not None else str(board["regime"].iloc[0])
+    sub = board[board["regime"] == regime]
+    label = metric_label or study.VIEW_METRICS.get(metric, metric)
+    summary = study.summarise(sub, [metric]) if metric in sub else pd.DataFrame()
+    has = summary.dropna(subset=[metric]) if len(summary) else summary
+    missing = sorted(set(sub["method"]) - set(has["method"] if len(has) else ()))
+    methods = sorted((str(m) for m in has["method"]) if len(has) else (), key=method_sort_key)
+    stats_of = has.set_index("method") if len(has) else has
+    ticks = {m: _study_tick(m) for m in methods}
+    fig = go.Figure()
+    for m in methods:
+        style = method_style(m)
+        color = style["color"]
+        seeds = sub[sub["method"] == m][["seed", metric]].dropna()
+        fig.add_trace(
+            go.Scatter(
+                x=seeds[metric].tolist(),
+                y=[ticks[m]] * len(seeds),
+                mode="markers",
+                marker={"color": color, "size": 7, "opacity": 0.3},
+                name=f"{m}: seeds",
+                showlegend=False,
+                customdata=seeds["seed"].tolist(),
+                hovertemplate=(
+                    f"{html.escape(m)}<br>seed %{{customdata}}: %{{x:.3f}}<extra></extra>"
+                ),
+            )
+        )
+        mean = float(stats_of.loc[m, metric])
+        half = float(stats_of.loc[m, f"{metric}_ci"])
+        n = int(stats_of.loc[m, f"{metric}_n"])
+        ci = f" ± {half:.3f} (95 % CI)" if math.isfinite(half) else " (one seed: no CI)"
+        fig.add_trace(
+            go.Scatter(
+                x=[mean],
+                y=[ticks[m]],
+                mode="markers",
+                marker={
+                    "color": color,
+                    "size": 13 if style["kind"] == "atwu" else 11,
+                    "symbol": style["symbol"],
+                    "line": {"color": color, "width": 2},
+                },
+                error_x={
+                    "type": "data",
+                    "array": [half if math.isfinite(half) else 0.0],
+                    "visible": True,
+                    "color": color,
+                    "thickness": 2,
+                    "width": 5,
+                },
+                name=m,
+                showlegend=False,
+                hovertemplate=(
+                    f"<b>{html.escape(m)}</b><br>{html.escape(label)}: {mean:.3f}{ci}"
+                    f"<br>{n} seed(s)<extra></extra>"
+                ),
+            )
+        )
+    for control in ("atwu_frozen", "oracle_saturated"):
+        if control in methods:
+            style = method_style(control)
+            fig.add_vline(
+                x=float(stats_of.loc[control, metric]),
+                line={"color": style["color"], "dash": "dot", "width": 1},
+                opacity=0.6,
+            )
+    n_seeds = _study_seeds(sub)
+    direction = study.METRICS.get(metric)
+    better = f" ({direction} = better)" if direction else ""
+    fig.update_layout(
+        title={
+            "text": f"{html.escape(label)} per method: mean ± 95 % CI over {n_seeds} seeds"
+            "<br><sup>faint dots: single seeds · dotted lines: the controls' means "
+            "(atwu_frozen, oracle_saturated)</sup>",
+            "x": 0,
+        },
+        height=130 + 30 * max(len(methods), 1) + (30 if missing else 0),
+        margin={"l": 10, "r": 20, "t": 70, "b": 50 + (30 if missing else 0)},
+        xaxis={"title": html.escape(label) + better, "zeroline": False},
+        yaxis={
+            "categoryorder": "array",
+            "categoryarray": [ticks[m] for m in reversed(methods)],
+            "automargin": True,
+        },
+        hoverlabel={"font_size": 14},
+        template="plotly_white",
+        meta={"missing": missing, "seeds": n_seeds},
+    )
+    if missing:
+        fig.add_annotation(
+            text="No value on any seed: " + html.escape(", ".join(missing)),
+            xref="paper",
+            yref="paper",
+            x=0,
+            y=0,
+            yshift=-75,
+            xanchor="left",
+            showarrow=False,
+            font={"size": 12, "color": "#555555"},
+        )
+    return fig
+
+
+def study_paired(
+    board: pd.DataFrame,
+    *,
+    against: str = "atwu_frozen",
+    metrics: Sequence[str] | None = None,
+    regime: str | None = None,
+) -> go.Figure:
+    """ATWU rows minus `against` (the frozen control), paired per seed (`study.paired_table`):
+    one panel per metric, one row per ATWU setting, the mean difference ± its 95 % CI and a line
+    at 0. A filled marker = the CI excludes 0 (a measurable effect), open = it includes 0."""
+    from atwu_core import study
+
+    regime = regime if regime is not None else str(board["regime"].iloc[0])
+    metrics = list(metrics) if metrics is not None else list(study.VIEW_METRICS)
+    metrics = [m for m in metrics if m in board]
+    table = study.paired_table(board, regime, against, metrics)
+    methods = list(dict.fromkeys(table["method"]))
+    ticks = {m: _study_tick(m) for m in methods}
+    titles = [html.escape(study.VIEW_METRICS.get(m, m)) for m in metrics]
+    fig = make_subplots(
+        rows=1,
+        cols=max(len(metrics), 1),
+        shared_yaxes=True,
+        subplot_titles=titles or [""],
+        horizontal_spacing=0.03,
+    )
+    for j, metric in enumerate(metrics, start=1):
+        rows = table[table["metric"] == metric]
+        lo, hi = 0.0, 0.0
+        for row in rows.itertuples(index=False):
+            color = method_style(row.method)["color"]
+            half = row.ci if math.isfinite(row.ci) else 0.0
+            if math.isfinite(row.mean):
+                lo, hi = min(lo, row.mean - half), max(hi, row.mean + half)
+            verdict = "CI excludes 0" if row.excludes_zero else "CI includes 0"
+            fig.add_trace(
+                go.Scatter(
+                    x=[row.mean],
+                    y=[ticks[row.method]],
+                    mode="markers",
+                    marker={
+                        "color": color,
+                        "size": 12,
+                        "symbol": "circle" if row.excludes_zero else "circle-open",
+                        "line": {"color": color, "width": 2},
+                    },
+                    error_x={
+                        "type": "data",
+                        "array": [half],
+                        "visible": True,
+                        "color": color,
+                        "thickness": 2,
+                        "width": 5,
+                    },
+                    name=f"{row.method} · {metric}",
+                    showlegend=False,
+                    hovertemplate=(
+                        f"<b>{html.escape(row.method)}</b> − {html.escape(against)}<br>"
+                        f"{html.escape(metric)}: {row.mean:+.3f} ± {half:.3f} (95 % CI, "
+                        f"{row.n} seeds)<br>{verdict}<extra></extra>"
+                    ),
+                ),
+                row=1,
+                col=j,
+            )
+        pad = 0.15 * (hi - lo) or 0.05
+        fig.update_xaxes(range=[lo - pad, hi + pad], zeroline=False, row=1, col=j)
+        fig.add_vline(x=0, line={"color": "#444444", "width": 1.5}, row=1, col=j)
+    n = int(table["n"].max()) if len(table) else 0
+    fig.update_yaxes(
+        categoryorder="array",
+        categoryarray=[ticks[m] for m in reversed(methods)],
+        automargin=True,
+    )
+    fig.update_layout(
+        title={
+            "text": f"ATWU − its frozen control ({html.escape(against)}), paired per seed: "
+            f"mean difference ± 95 % CI over {n} seeds"
+            "<br><sup>right of 0 = higher than the control · filled: the CI excludes 0 "
+            "(a measurable effect) · open: it includes 0</sup>",
+            "x": 0,
+        },
+        height=170 + 45 * max(len(methods), 1),
+        margin={"l": 10, "r": 20, "t": 95, "b": 40},
+        hoverlabel={"font_size": 14},
+        template="plotly_white",
+    )
+    return fig

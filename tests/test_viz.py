@@ -547,3 +547,91 @@ def test_tradeoff_zooms_past_a_collapsed_method_and_names_it():
     assert "off the left edge: grad_ascent (0.00)" in fig.layout.title.text
     board = board[board["method"] != "grad_ascent"]
     assert tradeoff_scatter(board).layout.xaxis.range is None  # nothing collapsed: no zoom
+
+
+# ----------------------------------------------------------------------------- seed study
+
+
+def study_board() -> pd.DataFrame:
+    """3 seeds: atwu 0.6/0.7/0.8, its variant 0.8 everywhere, frozen 0.5, oracle 0.9, wga 0.4;
+    selectivity missing for satimp on every seed."""
+    from atwu_core.study import ATWU_PREV_L2
+
+    values = {
+        "atwu": [0.6, 0.7, 0.8],
+        ATWU_PREV_L2: [0.8, 0.8, 0.8],
+        "atwu_frozen": [0.5, 0.5, 0.5],
+        "oracle_saturated": [0.9, 0.9, 0.9],
+        "wga": [0.4, 0.5, 0.6],
+        "satimp": [math.nan] * 3,
+    }
+    rows = []
+    for method, sel in values.items():
+        for seed, s in enumerate(sel, start=1):
+            rows.append(
+                {
+                    "regime": "default",
+                    "method": method,
+                    "seed": seed,
+                    "selectivity": s,
+                    "span/auroc": 0.5 + (0.1 * seed if method.startswith("atwu[") else 0.0),
+                    "log10_fq": -1.0,
+                    "model_utility": 0.9,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_study_dots_mean_ci_seeds_and_readable_rows():
+    from atwu_core.study import ATWU_PREV_L2
+
+    fig = viz.study_dots(study_board())
+    assert "selectivity per method: mean ± 95 % CI over 3 seeds" in fig.layout.title.text
+    means = {t.name: t for t in fig.data if not t.name.endswith(": seeds")}
+    # ATWU and its variant first, the controls last; satimp has no value and is named below
+    assert list(means) == ["atwu", ATWU_PREV_L2, "wga", "atwu_frozen", "oracle_saturated"]
+    atwu = means["atwu"]
+    assert atwu.x[0] == pytest.approx(0.7)
+    # t(0.975, 2) · sd 0.1 / √3
+    assert atwu.error_x.array[0] == pytest.approx(0.2484138, rel=1e-6)
+    assert atwu.marker.color == viz.method_style("atwu")["color"]
+    variant = means[ATWU_PREV_L2]
+    assert variant.y[0] == "<b>atwu · prev, ue1, λ₂=0.01</b>"  # short on the axis ...
+    assert ATWU_PREV_L2 in variant.hovertemplate  # ... full in the hover
+    assert variant.marker.color == viz.method_style("atwu")["color"]
+    assert "(control)" in means["atwu_frozen"].y[0]
+    seeds = next(t for t in fig.data if t.name == "atwu: seeds")
+    assert list(seeds.x) == [0.6, 0.7, 0.8] and seeds.marker.opacity < 0.5
+    assert fig.layout.meta["missing"] == ["satimp"]
+    assert "satimp" in fig.layout.annotations[0].text
+    assert len(fig.layout.shapes) == 2  # the controls' means
+
+
+def test_study_paired_differences_with_zero_line_and_filled_when_significant():
+    from atwu_core.study import ATWU_PREV_L2
+
+    fig = viz.study_paired(study_board(), metrics=["selectivity", "span/auroc"])
+    assert "paired per seed" in fig.layout.title.text and "over 3 seeds" in fig.layout.title.text
+    assert [a.text for a in fig.layout.annotations][:2] == ["selectivity", "span AUROC"]
+    by_name = {t.name: t for t in fig.data}
+    atwu = by_name["atwu · selectivity"]
+    # per seed 0.1, 0.2, 0.3: mean 0.2 ± 0.248 includes 0 -> open marker
+    assert atwu.x[0] == pytest.approx(0.2)
+    assert atwu.error_x.array[0] == pytest.approx(0.2484138, rel=1e-6)
+    assert atwu.marker.symbol == "circle-open"
+    variant = by_name[f"{ATWU_PREV_L2} · selectivity"]
+    assert variant.x[0] == pytest.approx(0.3) and variant.marker.symbol == "circle"
+    # a zero line in each panel, and 0 inside each panel's range
+    assert sorted(s.x0 for s in fig.layout.shapes) == [0, 0]
+    lo, hi = fig.layout.xaxis.range
+    assert lo < 0 < hi
+
+
+def test_variant_labels_keep_their_methods_colour():
+    style = viz.method_style("atwu[scorer_position=prev]")
+    assert style["color"] == viz.method_style("atwu")["color"] and style["symbol"] == "diamond"
+    assert (
+        viz.method_sort_key("atwu")
+        < viz.method_sort_key("atwu[x=1]")
+        < viz.method_sort_key("atwu_npo")
+    )
