@@ -384,7 +384,7 @@ def atwu_title(label: str, config: str = "default") -> str:
     return ATWU_TITLES.get(label, name)
 
 
-def _config(board: pd.DataFrame, method: str) -> str:
+def method_config(board: pd.DataFrame, method: str) -> str:
     """The `config` column's value for `method` ("tuned" / "default"), "default" without one."""
     if "config" not in board:
         return "default"
@@ -411,7 +411,7 @@ def paired_table(
                 rows.append(
                     {
                         "method": method,
-                        "config": _config(board, method),
+                        "config": method_config(board, method),
                         "metric": metric,
                         "mean": mean,
                         "ci": half,

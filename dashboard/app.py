@@ -58,6 +58,7 @@ from dashboard.views.data import data_view  # noqa: E402
 from dashboard.views.generations import generations_view  # noqa: E402
 from dashboard.views.launcher import experiment_view  # noqa: E402
 from dashboard.views.probe import probe_view  # noqa: E402
+from dashboard.views.study import study_view  # noqa: E402
 from dashboard.views.tokens import token_view  # noqa: E402
 
 # Less empty space above the first screen; larger tab labels for a projector.
@@ -260,6 +261,7 @@ def main() -> None:
         lambda: alignment_view(loaded),
         lambda: curves_view(loaded, table),
         lambda: generations_view(loaded, bench),
+        study_view,
         experiment_view,
         data_view,
     )

@@ -15,13 +15,14 @@ from atwu_core import viz
 from dashboard import teaching
 from dashboard.loading import BUILTIN, TOFU_MINI, dataset_key
 
-# Short labels: all seven fit in one row at 1024 px.
+# Short labels: all eight fit in one row at 1024 px.
 TABS = (
     "Token view",
     "Probe your text",
     "Alignment",
     "Curves & trade-offs",
     "Generations",
+    "Seed study",
     "New run",
     "Data",
 )
@@ -37,7 +38,7 @@ DATASET_SLUGS = {BUILTIN: "builtin", TOFU_MINI: "tofu-mini"}
 TAB_SLUGS = dict(
     zip(
         TABS,
-        ("token", "probe", "alignment", "curves", "generations", "experiment", "data"),
+        ("token", "probe", "alignment", "curves", "generations", "study", "experiment", "data"),
         strict=True,
     )
 )

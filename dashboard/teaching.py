@@ -107,12 +107,40 @@ VIEWS = {
         "Launch an unlearning run in the background (`atwu unlearn`). It writes a run folder that "
         "the other views pick up while it trains. Hover a hyperparameter for what it does."
     ),
+    "study": (
+        "The seed study (docs/RESULTS.md): every method and two controls, each run on five freshly "
+        "generated benchmarks (generator seeds 1–5, each with its own full and retain model). "
+        "**atwu_frozen** is ATWU's loss with every token weight frozen at 0.5; "
+        "**oracle_saturated** the same loss with the true fact spans as weights (what a perfect "
+        "weighting could do). If ATWU's learned weights matter, ATWU beats the frozen control. "
+        "Numbers are means over seeds ± the 95 % confidence interval (Student t); the paired "
+        "chart takes ATWU minus the control seed by seed, and an interval that excludes 0 is a "
+        "measurable effect. A new `docs/results/study_*.csv` appears in the study picker."
+    ),
     "data": (
         "The benchmark the runs were trained and evaluated on: questions about fictitious authors. "
         "Highlighted: the fact spans the forget methods should remove (the ground truth of the "
         "alignment view). Perturbed answers are the wrong answers used by the truth ratio."
     ),
 }
+
+# The seed-study view's metrics (atwu_core.study.VIEW_METRICS), in words.
+STUDY_METRICS = {
+    "selectivity": "the forget answers' shared words (not facts) still predicted at the end of a "
+    "run whose fact tokens were forgotten (span-token accuracy ≤ 0.1). Higher = the method "
+    "spared what it should keep.",
+    "span/auroc": "how well the method's token weights single out the fact tokens (0.5 = "
+    "chance, 1 = perfect).",
+    "log10_fq": "log10 of forget quality, a KS-test p-value against the retain model. Higher "
+    "= closer to a model that never saw the forget data.",
+    "model_utility": "what the model still does on retain and world-facts data. Higher = "
+    "better kept.",
+}
+STUDY_NO_SELECTIVITY = (
+    "Selectivity is defined only for runs whose fact tokens were forgotten (span-token accuracy "
+    "≤ 0.1); methods that never got there on any seed have no value and are named under the "
+    "chart."
+)
 
 METRICS = {
     "forget_quality": "KS-test p-value vs the retain model's truth ratios on the forget set. Higher = better (more like never trained on it).",

@@ -104,6 +104,7 @@ def test_opens_on_the_token_view_of_the_atwu_run(lab):
         "Alignment",
         "Curves & trade-offs",
         "Generations",
+        "Seed study",
         "New run",
         "Data",
     ]
@@ -473,6 +474,48 @@ def test_data_view_without_a_benchmark_says_so(lab, monkeypatch):
     monkeypatch.setenv("ATWU_BENCHMARK_DIR", str(lab.root / "nothing"))
     at = open_app("Data")
     assert any("No benchmark files" in i.value for i in at.info)
+
+
+# ----------------------------------------------------------------------------- seed study
+
+
+def test_seed_study_shows_the_committed_studies_charts_and_verdict(lab, monkeypatch):
+    monkeypatch.delenv("ATWU_STUDY_DIR", raising=False)  # the committed docs/results
+    at = open_app("Seed study")
+    files = at.selectbox(key="study_file")
+    assert files.options[0] == "Default settings, 5 seeds"
+    assert "Tuned (6 trials), 5 seeds" in files.options
+    dots, paired = chart(at, "study_dots"), chart(at, "study_paired")
+    assert "selectivity per method: mean ± 95 % CI over 5 seeds" in dots["layout"]["title"]["text"]
+    assert "paired per seed" in paired["layout"]["title"]["text"]
+    text = " ".join(m.value for m in at.markdown)
+    # the numbers of docs/RESULTS.md, generated from the CSV
+    assert (
+        "ATWU (authors' settings) − frozen control, selectivity: −0.03 ± 0.10 over 5 seeds "
+        "(CI includes 0: no measurable effect)" in text
+    )
+    assert "ATWU · prev, ue1, λ₂=0.01 − frozen control, selectivity: +0.25 ± 0.05" in text
+    assert "closes ≥ 50 % of the frozen → oracle selectivity gap: 44 % (**not met**)" in text
+    assert table_with(at, "method", "seeds", "selectivity").shape[0] == 20
+    at.selectbox(key="study_metric").set_value("span/auroc").run()
+    assert "span AUROC per method" in chart(at, "study_dots")["layout"]["title"]["text"]
+    at.selectbox(key="study_file").set_value("Tuned (6 trials), 5 seeds").run()
+    assert not at.exception
+    assert "ATWU (tuned) − frozen control, selectivity" in " ".join(m.value for m in at.markdown)
+
+
+def test_seed_study_names_a_broken_file_and_the_app_keeps_running(lab, monkeypatch):
+    folder = lab.root / "results"
+    folder.mkdir()
+    (folder / "study_default_5seeds.csv").write_text("regime,method,seed\ndefault,atwu,1\n")
+    monkeypatch.setenv("ATWU_STUDY_DIR", str(folder))
+    at = open_app("Seed study")
+    errors = [e.value for e in at.error]
+    assert any("study_default_5seeds.csv" in e and "'selectivity'" in e for e in errors), errors
+    assert len(at.tabs) == 8 and at.tabs[0].label == "Token view"  # the rest of the page
+    monkeypatch.setenv("ATWU_STUDY_DIR", str(lab.root / "nothing"))
+    at = open_app("Seed study")
+    assert any("No study files" in i.value for i in at.info)
 
 
 # ----------------------------------------------------------------------------- bad input
