@@ -1502,6 +1502,14 @@ def _study_tick(method: str) -> str:
     return text
 
 
+def _study_order(method: str) -> tuple:
+    """Legend order, the study's ATWU rows (`study.ATWU_ROWS`) in the order the study names them."""
+    from atwu_core.study import ATWU_ROWS
+
+    rank = method_style(method)["rank"]
+    return rank, ATWU_ROWS.index(method) if method in ATWU_ROWS else len(ATWU_ROWS), method
+
+
 def _study_seeds(board: pd.DataFrame) -> int:
     return int(board["seed"].nunique()) if len(board) else 0
 
@@ -1526,7 +1534,7 @@ def study_dots(
     summary = study.summarise(sub, [metric]) if metric in sub else pd.DataFrame()
     has = summary.dropna(subset=[metric]) if len(summary) else summary
     missing = sorted(set(sub["method"]) - set(has["method"] if len(has) else ()))
-    methods = sorted((str(m) for m in has["method"]) if len(has) else (), key=method_sort_key)
+    methods = sorted((str(m) for m in has["method"]) if len(has) else (), key=_study_order)
     stats_of = has.set_index("method") if len(has) else has
     ticks = {m: _study_tick(m) for m in methods}
     fig = go.Figure()
@@ -1606,6 +1614,7 @@ def study_dots(
             "automargin": True,
         },
         hoverlabel={"font_size": 14},
+        font={"size": 13},
         template="plotly_white",
         meta={"missing": missing, "seeds": n_seeds},
     )
@@ -1709,6 +1718,7 @@ def study_paired(
         height=170 + 45 * max(len(methods), 1),
         margin={"l": 10, "r": 20, "t": 95, "b": 40},
         hoverlabel={"font_size": 14},
+        font={"size": 13},
         template="plotly_white",
     )
     return fig

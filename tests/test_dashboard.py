@@ -495,13 +495,19 @@ def test_seed_study_shows_the_committed_studies_charts_and_verdict(lab, monkeypa
         "(CI includes 0: no measurable effect)" in text
     )
     assert "ATWU · prev, ue1, λ₂=0.01 − frozen control, selectivity: +0.25 ± 0.05" in text
-    assert "closes ≥ 50 % of the frozen → oracle selectivity gap: 44 % (**not met**)" in text
+    assert (
+        "| closes ≥ 50 % of the frozen → oracle selectivity gap | -6 %: not met | 26 %: not met "
+        "| 44 %: not met |" in text
+    )
     assert table_with(at, "method", "seeds", "selectivity").shape[0] == 20
     at.selectbox(key="study_metric").set_value("span/auroc").run()
     assert "span AUROC per method" in chart(at, "study_dots")["layout"]["title"]["text"]
+    text = " ".join(m.value for m in at.markdown)
+    assert "ATWU · prev, ue1 − frozen control, span AUROC: +0.34 ± 0.06" in text
+    assert "frozen control, selectivity" not in text  # the sentences follow the metric
     at.selectbox(key="study_file").set_value("Tuned (6 trials), 5 seeds").run()
     assert not at.exception
-    assert "ATWU (tuned) − frozen control, selectivity" in " ".join(m.value for m in at.markdown)
+    assert "ATWU (tuned) − frozen control, span AUROC" in " ".join(m.value for m in at.markdown)
 
 
 def test_seed_study_names_a_broken_file_and_the_app_keeps_running(lab, monkeypatch):

@@ -63,7 +63,7 @@ def study_view() -> None:
         f"`{path.name}`: {sub['method'].nunique()} methods × {len(seeds)} generator seeds "
         f"({', '.join(map(str, seeds))}), {len(sub)} runs, regime `{regime}`."
     )
-    verdict(board, regime)
+    verdict(board, regime, metric)
     dots = viz.study_dots(board, metric, regime=regime)
     plot(dots, "study_dots")
     if dots.layout.meta["missing"] and metric == "selectivity":
@@ -74,31 +74,35 @@ def study_view() -> None:
         st.dataframe(study.summary_table(board, regime), key="study_table", hide_index=True)
 
 
-def verdict(board, regime: str) -> None:
-    """The headline in words, from the numbers: each ATWU row minus the frozen control."""
-    table = study.paired_table(board, regime)
+def verdict(board, regime: str, metric: str) -> None:
+    """The headline in words, from the numbers: each ATWU row minus the frozen control on the
+    chosen metric (the paired chart below has every metric)."""
+    table = study.paired_table(board, regime, metrics=[metric])
     if table.empty:
         st.info("This study has no ATWU row and frozen control (atwu_frozen) to compare.")
         return
-    lines = []
-    for metric in ("selectivity", "span/auroc", "log10_fq"):
-        for row in table[table["metric"] == metric].to_dict("records"):
-            lines.append("- " + study.paired_sentence(row))
+    lines = ["- " + study.paired_sentence(row) for row in table.to_dict("records")]
     st.markdown("**Do ATWU's learned weights beat its frozen control?**\n\n" + "\n".join(lines))
 
 
 def goals(board, regime: str) -> None:
+    """docs/RESULTS.md's goals per ATWU row (`study.goal_checks`), as a goal × row table."""
     checks = study.goal_checks(board, regime)
     if checks.empty:
         return
-    mark = {True: "met", False: "not met", None: "cannot tell"}
-    lines = []
-    for method, group in checks.groupby("method", sort=False):
-        cells = "; ".join(
-            f"{g.goal}: {g.value} (**{mark[g.met if g.met is None else bool(g.met)]}**)"
-            for g in group.itertuples(index=False)
-        )
-        lines.append(
-            f"- **{study.atwu_title(method, study.method_config(board, method))}**: {cells}"
-        )
-    st.markdown("**Against the goals** (docs/RESULTS.md, means over seeds)\n\n" + "\n".join(lines))
+    mark = {True: "**met**", False: "not met", None: "cannot tell"}
+    methods = list(dict.fromkeys(checks["method"]))
+    titles = [study.atwu_title(m, study.method_config(board, m)) for m in methods]
+    lines = ["| goal | " + " | ".join(titles) + " |", "|---" * (len(methods) + 1) + "|"]
+    for goal, group in checks.groupby("goal", sort=False):
+        by_method = {g.method: g for g in group.itertuples(index=False)}
+        cells = []
+        for m in methods:
+            g = by_method.get(m)
+            met = None if g is None or g.met is None else bool(g.met)
+            cells.append(f"{g.value if g else '–'}: {mark[met]}")
+        lines.append(f"| {goal} | " + " | ".join(cells) + " |")
+    st.markdown(
+        '**Against the goals** (docs/RESULTS.md, "What the study shows, against the goals"; '
+        "means over seeds)\n\n" + "\n".join(lines)
+    )
