@@ -24,7 +24,7 @@ fixed at 0.5, **oracle_saturated** the same loss with the true fact spans as wei
 built-in benchmark ATWU's weights do rank fact tokens above the rest, but ATWU keeps the forget
 answers' shared words no better than the frozen control, while the oracle keeps most of them: the
 learned weights are not (yet) what spares the shared words. The seed study's numbers are in
-docs/RESULTS.md.
+the "Seed study" tab and docs/RESULTS.md.
 
 This dashboard shows the weights token by token next to the controls, the ground-truth fact
 spans and heuristic weightings (WGA, SatImp, SEUL), and compares how well each method forgets.

@@ -189,6 +189,7 @@ def test_token_view_renders_coloured_tokens(page):
         ("Alignment", "AUROC and average precision per run", ".js-plotly-plot"),
         ("Curves & trade-offs", "Trade-off and leaderboard", ".js-plotly-plot"),
         ("Generations", "True answer", None),
+        ("Seed study", "Do ATWU's learned weights beat its frozen control?", ".js-plotly-plot"),
         ("Data", "Wrong answer 1", "mark"),
         ("Probe your text", "Score the answer's tokens", "textarea"),
     ],
