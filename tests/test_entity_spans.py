@@ -270,3 +270,19 @@ def test_alignment_script_on_tofu_mini_runs():
     for method in ("atwu", "oracle_saturated", "grad_diff", "npo", "wga", "satimp"):
         assert f"| {method} " in out
     assert "38" in out
+
+
+def test_pyproject_ships_the_annotation_as_package_data():
+    """Every file of tofu_entity_spans/ is matched by pyproject's package-data globs (a wheel
+    built without them lacks the file; checked by building one when this was added)."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["atwu_core.data"]
+    folder = root / "atwu_core" / "data" / "tofu_entity_spans"
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == ["LICENSE", "NOTICE.md", "forget10_filtered.json"]
+    for name in files:
+        assert any(fnmatch.fnmatch(f"tofu_entity_spans/{name}", g) for g in globs), name
