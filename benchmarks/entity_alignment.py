@@ -10,8 +10,9 @@ rows' text comes from the run's recorded `--data` (or `--data`): it is checked a
 annotation, so a run on other text is refused. Reference runs without weights are skipped.
 
 Printed: a table with the method, entity AUROC, mean rank-percentile of entity tokens, recall@k,
-the run's own derived-span AUROC (eval.json `span/auroc`), the annotated rows used and the forget
-rows without an annotation, under a caption saying the measure is recall-style.
+the run's own `span/auroc` (eval.json) and which spans it ran with (derived, or entity for
+`--data tofu:<split>+entity`), the annotated rows used and the forget rows without an
+annotation, under a caption saying the measure is recall-style.
 Torch-free.
 """
 
@@ -86,6 +87,7 @@ def align_runs(runs_dir: Path, data: str | None = None, step: int | None = None)
                 "step": at,
                 **got,
                 "derived_auroc": derived["agg_value"] if derived else None,
+                "span_source": data_spec.parse(source).spans or "derived",
             }
         )
     return results
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             _fmt(r["rank_percentile"]),
             _fmt(r["recall_at_k"]),
             _fmt(r["derived_auroc"]),
+            r["span_source"],
             r["n_examples"],
             r["n_unannotated"],
             r["step"],
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         "entity AUROC",
         "entity rank pct",
         "entity recall@k",
-        "derived-span AUROC",
+        "run's span/auroc",
+        "run's spans",
         "annotated rows",
         "unannotated",
         "step",
@@ -130,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     print(CAPTION)
     print(
         "Entity columns: this annotation, annotated rows only, tokens in the loss (end token "
-        "included, as in span/auroc); derived-span AUROC: the run's eval.json span/auroc "
-        "(all forget rows, spans by our own rule)."
+        "included, as in span/auroc); run's span/auroc: its eval.json value (all forget rows, "
+        "against the spans it trained with: 'derived' = our own rule, 'entity' = this "
+        "annotation with unannotated rows as negatives)."
     )
     print()
     print(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True))
