@@ -83,7 +83,8 @@ class RunOptions:
     model: str = _option("sample_data/models/full", "starting model: folder or hub id")
     data: str = _option(
         "sample_data/benchmark",
-        "benchmark folder, tofu:<forget split>[@<folder|hf:locuslab/TOFU>], or "
+        "benchmark folder, tofu:<forget split>[+entity][@<folder|hf:locuslab/TOFU>] (+entity: "
+        "the independent entity annotation as forget spans, docs/DATA.md), or "
         "rwku:<first10|name,name>@<folder|hf:jinzhuoran/RWKU> (docs/RWKU.md)",
     )
     retain_model: str | None = _option(
