@@ -334,20 +334,21 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     from atwu_core import study
     from atwu_core.data.benchmark import GENERATOR_VERSION
+    from atwu_core.evaluation import study_stats as stats
 
-    quick = study.QUICK if args.quick else {}
+    quick = stats.QUICK if args.quick else {}
     from atwu_core.methods import REGISTRY
 
     if args.methods == "all":
-        methods = [*sorted(REGISTRY), study.ATWU_PREV, study.ATWU_PREV_L2]
+        methods = [*sorted(REGISTRY), stats.ATWU_PREV, stats.ATWU_PREV_L2]
     elif args.methods:
         methods = _split_labels(args.methods)
     else:
-        methods = quick.get("methods", study.CORE_METHODS)
+        methods = quick.get("methods", stats.CORE_METHODS)
     seeds = (
         [int(s) for s in args.seeds.split(",")]
         if args.seeds
-        else quick.get("report_seeds", study.REPORT_SEEDS)
+        else quick.get("report_seeds", stats.REPORT_SEEDS)
     )
     regimes = args.regimes.split(",") if args.regimes else ("default",)
     tuned = {}
@@ -370,14 +371,14 @@ def cmd_study(args: argparse.Namespace) -> int:
         methods=methods,
         report_seeds=seeds,
         regimes=regimes,
-        long_methods=None if args.long_all else study.CORE_METHODS,
+        long_methods=None if args.long_all else stats.CORE_METHODS,
         tuned=tuned,
         jobs=args.jobs,
         progress=tqdm.write,
     )
     meta = {
         "report_seeds": list(seeds),
-        "tuning_seed": study.TUNING_SEED,
+        "tuning_seed": stats.TUNING_SEED,
         "config": "tuned (atwu tune)" if tuned else "default",
         "generator_version": GENERATOR_VERSION,
         "runs": len(board),
@@ -385,11 +386,11 @@ def cmd_study(args: argparse.Namespace) -> int:
         "seconds": board.attrs["seconds"],
         "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})",
     }
-    text = study.report_markdown(board, meta)
+    text = stats.report_markdown(board, meta)
     if "atwu" in set(board["method"]):
         for regime in board["regime"].unique():
             text += f"\nPer-field span AUROC, regime `{regime}`:\n\n"
-            text += study.field_table(board, regime, [*study.ATWU_ROWS, *study.HEURISTICS, "seul"])
+            text += stats.field_table(board, regime, [*stats.ATWU_ROWS, *stats.HEURISTICS, "seul"])
     (out / "study.md").write_text(text)
     print(text)
     print(f"{len(board)} runs; {out / 'study.csv'} and {out / 'study.md'} written")

@@ -1491,7 +1491,7 @@ def leaderboard_summary(
 def _study_tick(method: str) -> str:
     """Axis label of a study row: the short label (`study.short_label`), ATWU rows in bold,
     controls in grey italics and marked as such."""
-    from atwu_core.study import short_label
+    from atwu_core.evaluation.study_stats import short_label
 
     text = html.escape(short_label(method))
     kind = method_style(method)["kind"]
@@ -1504,7 +1504,7 @@ def _study_tick(method: str) -> str:
 
 def _study_order(method: str) -> tuple:
     """Legend order, the study's ATWU rows (`study.ATWU_ROWS`) in the order the study names them."""
-    from atwu_core.study import ATWU_ROWS
+    from atwu_core.evaluation.study_stats import ATWU_ROWS
 
     rank = method_style(method)["rank"]
     return rank, ATWU_ROWS.index(method) if method in ATWU_ROWS else len(ATWU_ROWS), method
@@ -1526,7 +1526,7 @@ def study_dots(
     lines. Rows in legend order (ATWU and its variants first, controls last); the axis shows
     `short_label`s, the hover the full method label. Methods without a value on any seed are
     named under the plot (e.g. selectivity, defined only when the facts were forgotten)."""
-    from atwu_core import study
+    from atwu_core.evaluation import study_stats as study
 
     regime = regime if regime is not None else str(board["regime"].iloc[0])
     sub = board[board["regime"] == regime]
@@ -1643,7 +1643,7 @@ def study_paired(
     """ATWU rows minus `against` (the frozen control), paired per seed (`study.paired_table`):
     one panel per metric, one row per ATWU setting, the mean difference ± its 95 % CI and a line
     at 0. A filled marker = the CI excludes 0 (a measurable effect), open = it includes 0."""
-    from atwu_core import study
+    from atwu_core.evaluation import study_stats as study
 
     regime = regime if regime is not None else str(board["regime"].iloc[0])
     metrics = list(metrics) if metrics is not None else list(study.VIEW_METRICS)

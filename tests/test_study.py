@@ -1,4 +1,5 @@
-"""Tests of the study's statistics (atwu_core.study) on hand-made boards of runs."""
+"""Tests of the study's statistics (evaluation.study_stats) on hand-made boards of runs, and of
+the orchestration's refusals (atwu_core.study)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from atwu_core.study import (
+from atwu_core.evaluation.study_stats import (
     ATWU_PREV,
     ATWU_PREV_L2,
     BOARD_COLUMNS,
@@ -25,12 +26,12 @@ from atwu_core.study import (
     paired_table,
     parse_method,
     report_markdown,
-    run_study,
     short_label,
     study_files,
     summarise,
     summary_table,
 )
+from atwu_core.study import run_study
 
 
 def board() -> pd.DataFrame:

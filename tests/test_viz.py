@@ -555,7 +555,7 @@ def test_tradeoff_zooms_past_a_collapsed_method_and_names_it():
 def study_board() -> pd.DataFrame:
     """3 seeds: atwu 0.6/0.7/0.8, its variant 0.8 everywhere, frozen 0.5, oracle 0.9, wga 0.4;
     selectivity missing for satimp on every seed."""
-    from atwu_core.study import ATWU_PREV_L2
+    from atwu_core.evaluation.study_stats import ATWU_PREV_L2
 
     values = {
         "atwu": [0.6, 0.7, 0.8],
@@ -583,7 +583,7 @@ def study_board() -> pd.DataFrame:
 
 
 def test_study_dots_mean_ci_seeds_and_readable_rows():
-    from atwu_core.study import ATWU_PREV_L2
+    from atwu_core.evaluation.study_stats import ATWU_PREV_L2
 
     fig = viz.study_dots(study_board())
     assert "selectivity per method: mean ± 95 % CI over 3 seeds" in fig.layout.title.text
@@ -608,7 +608,7 @@ def test_study_dots_mean_ci_seeds_and_readable_rows():
 
 
 def test_study_paired_differences_with_zero_line_and_filled_when_significant():
-    from atwu_core.study import ATWU_PREV_L2
+    from atwu_core.evaluation.study_stats import ATWU_PREV_L2
 
     fig = viz.study_paired(study_board(), metrics=["selectivity", "span/auroc"])
     assert "paired per seed" in fig.layout.title.text and "over 3 seeds" in fig.layout.title.text

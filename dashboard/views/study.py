@@ -10,7 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from atwu_core import study, viz
+from atwu_core import viz
+from atwu_core.evaluation import study_stats as study
 from dashboard import teaching
 from dashboard.views.common import plot, teach
 
