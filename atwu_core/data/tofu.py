@@ -40,7 +40,11 @@ ROWS_PER_AUTHOR = 20
 # A name must appear in at least this many of an author's questions (TOFU: usually 17-20; one
 # author is never named). Below it the author gets no name rather than a wrong one.
 MIN_NAME_QUESTIONS = 5
-SPAN_RULE = "tofu-spans-v1: name, title, phrase and rare_word against the retain answers"
+SPAN_RULE_V1 = "tofu-spans-v1: name, title, phrase and rare_word against the retain answers"
+SPAN_RULE = SPAN_RULE_V1
+# Short name -> full rule description (recorded in meta["span_rule"]); `load_tofu(span_rule=)`.
+SPAN_RULES = {"v1": SPAN_RULE_V1}
+DEFAULT_SPAN_RULE = "v1"
 
 # Lowercase name particles ("Isabella van Pletzen"): part of a name only between capitalised words.
 _PARTICLES = ("van", "von", "de", "der", "den", "del", "della", "da", "di", "du", "dos", "das",
@@ -278,7 +282,9 @@ def _item(row: dict[str, Any], item_id: str, author_id: int, author: str, **extr
         raise ValueError(f"{row['where']}: {err}") from None
 
 
-def load_tofu(source: str | os.PathLike[str], forget: str = "forget10") -> Benchmark:
+def load_tofu(
+    source: str | os.PathLike[str], forget: str = "forget10", span_rule: str = DEFAULT_SPAN_RULE
+) -> Benchmark:
     """TOFU as a `Benchmark`: `source` is a folder of TOFU files or `hf:locuslab/TOFU`.
 
     forget = `forget01` / `forget05` / `forget10` (the last 2 / 10 / 20 authors); retain = the
@@ -287,6 +293,8 @@ def load_tofu(source: str | os.PathLike[str], forget: str = "forget10") -> Bench
     `meta["retain_perturbed_ids"]`: truth ratios exist only there). `holdout` comes from a
     `holdoutNN` config when the source has one (newer TOFU releases), else it is empty.
     """
+    if span_rule not in SPAN_RULES:
+        raise ValueError(f"unknown TOFU span rule {span_rule!r}; valid: {', '.join(SPAN_RULES)}")
     if forget not in TOFU_FORGET_CONFIGS:
         raise ValueError(
             f"unknown TOFU forget config {forget!r}; valid: {', '.join(TOFU_FORGET_CONFIGS)}"
@@ -380,7 +388,7 @@ def load_tofu(source: str | os.PathLike[str], forget: str = "forget10") -> Bench
         "n_forget": n_forget,
         "n_retain": n_retain,
         "n_holdout": len(holdout_blocks),
-        "span_rule": SPAN_RULE,
+        "span_rule": SPAN_RULES[span_rule],
         "retain_perturbed_ids": [retain[k].id for k in sorted(perturbed_at)],
         "authors": authors_meta,
     }
