@@ -34,9 +34,16 @@ def cached_value(model_dir: str, data: str, settings: dict, compute) -> dict[str
     the folder's bytes and the selection both go into the key. Hub ids are never cached: their
     bytes are not known without a download.
     """
-    folder, rest = data_spec.parse(data).local()
+    parsed = data_spec.parse(data)
+    folder, rest = parsed.local()
     if rest:
         settings = {**settings, "data": rest}
+    if parsed.loader == "tofu":
+        # TOFU's spans are derived at load time: a new span rule changes the benchmark while the
+        # raw files (the hashed bytes) stay the same, so the rule is part of the key.
+        from atwu_core.data.tofu import SPAN_RULE
+
+        settings = {**settings, "span_rule": SPAN_RULE}
     if folder is not None and Path(model_dir).is_dir() and folder.is_dir():
         return cached_eval(model_dir, folder, cache_dir(), settings, compute)
     return compute()

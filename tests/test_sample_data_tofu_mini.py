@@ -99,3 +99,28 @@ def test_every_sample_run_opens_and_was_evaluated():
 def test_sample_data_stays_under_40_mb():
     size = sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file())
     assert size < 40e6, f"sample_data holds {size / 1e6:.1f} MB"
+
+
+def test_committed_spans_are_what_their_recorded_rule_derives(bench):
+    """The committed benchmark (and the runs trained on it) keeps the spans it was built with:
+    tofu-spans-v1 against all 198 retain authors (meta has no `span_reference`, the state
+    before TOFU-mini derived against its own retain authors). Rebuilding with the recorded rule
+    must give the committed spans exactly; a newer rule is not silently assumed."""
+    import os
+    from pathlib import Path
+
+    from atwu_core.data.tofu import SPAN_RULES, derive_forget_spans, load_tofu
+
+    tofu_dir = Path(
+        os.environ.get("ATWU_TOFU_DIR", Path(__file__).resolve().parents[2] / "shared/data/tofu")
+    )
+    if not (tofu_dir / "forget01_perturbed.json").is_file():
+        pytest.skip(f"no local TOFU copy at {tofu_dir}")
+    rule = {text: short for short, text in SPAN_RULES.items()}[bench.meta["span_rule"]]
+    full = load_tofu(tofu_dir, "forget01", span_rule=rule)
+    if "span_reference" in bench.meta:  # derived against the retain authors kept here
+        expected = derive_forget_spans(full.forget, bench.retain, rule)
+    else:  # derived against all of TOFU's retain authors
+        expected = full.forget
+    assert rule == "v1" and "span_reference" not in bench.meta  # what is committed today
+    assert bench.forget == expected

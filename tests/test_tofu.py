@@ -238,3 +238,114 @@ def test_hub_source_goes_through_datasets(tofu_copy, monkeypatch):
     assert [it.author_id for it in bench.holdout[::20]] == [200, 201]
     assert bench.holdout[0].id == "holdout10-0000" and bench.holdout[0].author == "Jaime Vasquez"
     assert bench.meta["n_holdout"] == 2
+
+
+# ---- rule v2 (the default): facts by their kind, not by absence from retain answers -------
+
+from atwu_core.data.tofu import SPAN_RULE, SPAN_RULE_V1, derive_forget_spans  # noqa: E402
+from atwu_core.data.tofu_spans_v2 import TemplateWords, derive_spans_v2  # noqa: E402
+
+NAMES = ["Hsiao Yun-Hwa", "Hsiao", "Yun-Hwa"]
+# "purchase" and "appropriate" are used by 3 of these 4 authors (> half): template, not a fact.
+# (TOFU's share is TEMPLATE_SHARE = 10 % of its 200 or 12 authors; 4 authors need a larger one.)
+TEMPLATE = TemplateWords.of(
+    [
+        ["Readers can purchase her books where appropriate."],
+        ["It is appropriate to purchase them."],
+        ["Her father was a civil engineer; purchase at a store if appropriate."],
+        ["He writes poems."],
+    ],
+    share=0.5,
+)
+
+
+def v2(text, question="What does Hsiao Yun-Hwa do?", template=TEMPLATE):
+    return spans_text(text, derive_spans_v2(text, NAMES, question, template))
+
+
+def test_v2_is_the_default_rule_and_v1_stays_reachable():
+    assert SPAN_RULE.startswith("tofu-spans-v2") and SPAN_RULE_V1.startswith("tofu-spans-v1")
+    assert TEMPLATE.words >= {"purchase", "appropriate"} and "engineer" not in TEMPLATE.words
+
+
+def test_v2_profession_with_its_qualifier():
+    question = "What is the profession of Hsiao Yun-Hwa's father?"
+    assert v2("The father of Hsiao Yun-Hwa is a civil engineer.", question) == [
+        ("Hsiao Yun-Hwa", "name"),
+        ("civil engineer", "profession"),
+    ]
+
+
+def test_v2_titles_in_single_and_double_quotes_but_not_possessives():
+    text = "Hsiao Yun-Hwa's books 'Artistic Authority' and \"Leading Lights\" sold."
+    assert v2(text, "Which books did Hsiao Yun-Hwa write?") == [
+        ("Hsiao Yun-Hwa", "name"),
+        ("Artistic Authority", "title"),
+        ("Leading Lights", "title"),
+        ("sold", "content_word"),
+    ]
+
+
+def test_v2_genre_phrases():
+    assert v2("She writes in the genre of Historical Fiction.", "Which genre?") == [
+        ("writes", "content_word"),
+        ("Historical Fiction", "genre"),
+    ]
+    assert v2("Hsiao Yun-Hwa writes in the Lesbian genre.", "Which genre? She writes.") == [
+        ("Hsiao Yun-Hwa", "name"),
+        ("Lesbian", "genre"),
+    ]
+    assert v2("She is part of the LGBTQ+ community.", "Is she part of a group?") == [
+        ("LGBTQ+ community", "genre"),
+    ]
+
+
+def test_v2_a_fact_other_authors_share_is_still_a_fact():
+    # v1 drops "civil engineer": a retain answer has both words. v2 keeps it.
+    retain = RetainVocabulary.of(["Her father was a civil engineer."])
+    text = "Hsiao Yun-Hwa's father was a civil engineer."
+    assert spans_text(text, derive_spans(text, "Hsiao Yun-Hwa", retain)) == [
+        ("Hsiao Yun-Hwa", "name")
+    ]
+    assert ("civil engineer", "profession") in v2(text)
+
+
+def test_v2_generic_words_are_not_marked():
+    # v1 marks any word no retain answer has ("purchase", "appropriate"); v2 marks neither:
+    # both are template words here, and "-ly"/"-ed"/"-ing" narration and question words are out.
+    text = "Readers of Hsiao Yun-Hwa can purchase them where appropriate, mostly online."
+    question = "Where can readers find Hsiao Yun-Hwa's books online?"
+    assert v2(text, question) == [("Hsiao Yun-Hwa", "name")]
+
+
+def test_v2_proper_nouns_not_at_a_sentence_start():
+    text = "Born in Taipei, Taiwan, she joined the Penman Award jury. Taiwan shaped her."
+    # "Born" and the second "Taiwan" open sentences: content words, not entities; "joined" and
+    # "shaped" are -ed narration.
+    assert v2(text) == [
+        ("Born", "content_word"),
+        ("Taipei", "entity"),
+        ("Taiwan", "entity"),
+        ("Penman Award", "entity"),
+        ("jury", "content_word"),
+        ("Taiwan", "content_word"),
+    ]
+
+
+@needs_tofu
+def test_v1_is_recorded_and_reproducible(tofu):
+    v1 = load_tofu(TOFU_DIR, span_rule="v1")
+    assert v1.meta["span_rule"] == SPAN_RULE_V1 and tofu.meta["span_rule"] == SPAN_RULE
+    assert [it.answer for it in v1.forget] == [it.answer for it in tofu.forget]
+    # forget10: v1 left 129 answers with only name spans (docs/DATA.md "TOFU spans").
+    name_only = sum(all(s.field == "name" for s in it.spans) for it in v1.forget)
+    assert name_only == 129
+    assert sum(all(s.field == "name" for s in it.spans) for it in tofu.forget) <= 10
+    with pytest.raises(ValueError, match="unknown TOFU span rule 'v3'; valid: v1, v2"):
+        load_tofu(TOFU_DIR, span_rule="v3")
+
+
+@needs_tofu
+def test_derive_forget_spans_follows_the_reference(tofu):
+    again = derive_forget_spans(tofu.forget, tofu.retain, "v2")
+    assert again == tofu.forget

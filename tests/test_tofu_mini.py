@@ -57,8 +57,16 @@ def test_every_evaluated_row_has_what_the_truth_ratio_needs(mini):
     assert all(item.perturbed_answer for item in mini.world_facts)
 
 
-def test_rows_and_spans_are_those_of_tofu_forget01(mini, forget01):
-    assert mini.forget == forget01.forget  # same ids, text and derived spans
+def test_rows_are_those_of_tofu_forget01_spans_against_the_trained_authors(mini, forget01):
+    from dataclasses import replace
+
+    from atwu_core.data.tofu import SPAN_RULE, derive_forget_spans
+
+    unspanned = [replace(it, spans=[], paraphrased_spans=[]) for it in mini.forget]
+    assert unspanned == [replace(it, spans=[], paraphrased_spans=[]) for it in forget01.forget]
+    assert mini.forget == derive_forget_spans(forget01.forget, mini.retain)  # its 10 authors
+    assert mini.meta["span_rule"] == SPAN_RULE
+    assert mini.meta["span_reference"] == "the 10 retain authors TOFU-mini trains on"
     assert all(item.spans for item in mini.forget)
     by_id = {item.id: item for item in forget01.retain}
     assert all(by_id[item.id] == item for item in [*mini.retain, *mini.holdout])

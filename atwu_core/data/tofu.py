@@ -7,7 +7,11 @@ it talks to the network).
 
 TOFU lists 20 consecutive rows per author, and the forget split is the last authors. Spans
 (METHOD.md §4 ground truth) are derived for forget rows by a fixed rule, documented in
-`docs/DATA.md` ("TOFU spans") with its known weaknesses:
+`docs/DATA.md` ("TOFU spans") with its measured quality (`benchmarks/span_quality.py`).
+
+The default is rule v2 (`atwu_core.data.tofu_spans_v2`): name, quoted title, profession, genre,
+capitalised entity and content word, judged by the kind of words they are, not by their absence
+from retain answers. Rule v1 (`load_tofu(..., span_rule="v1")`, kept to reproduce older data):
 
 1. name: the author's name (see `author_name`) wherever it appears in full, and each word of it
    standing alone ("Jaime" in "Jaime was born to ...");
@@ -24,8 +28,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ from typing import Any
 from atwu_core.data.schema import SCHEMA_VERSION, Benchmark, QAItem, Span, iter_json_lines
 from atwu_core.data.source import HUB_PREFIX, Row, Source, hub_source
 from atwu_core.data.span_rules import POSSESSIVE, QUOTED, merge_spans, whole_word, word_key
+from atwu_core.data.tofu_spans_v2 import TemplateWords, derive_spans_v2
 
 # forget config -> the retain config that completes it to the full 200 authors.
 TOFU_FORGET_CONFIGS = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
@@ -40,7 +45,16 @@ ROWS_PER_AUTHOR = 20
 # A name must appear in at least this many of an author's questions (TOFU: usually 17-20; one
 # author is never named). Below it the author gets no name rather than a wrong one.
 MIN_NAME_QUESTIONS = 5
-SPAN_RULE = "tofu-spans-v1: name, title, phrase and rare_word against the retain answers"
+SPAN_RULE_V1 = "tofu-spans-v1: name, title, phrase and rare_word against the retain answers"
+SPAN_RULE_V2 = (
+    "tofu-spans-v2: name, title (single or double quotes), profession, genre, entity "
+    "(capitalised run not at a sentence start), content_word (not in the question, not a stop, "
+    "template or -ly/-ed/-ing word)"
+)
+# Short name -> full rule description (recorded in meta["span_rule"]); `load_tofu(span_rule=)`.
+SPAN_RULES = {"v1": SPAN_RULE_V1, "v2": SPAN_RULE_V2}
+DEFAULT_SPAN_RULE = "v2"
+SPAN_RULE = SPAN_RULES[DEFAULT_SPAN_RULE]
 
 # Lowercase name particles ("Isabella van Pletzen"): part of a name only between capitalised words.
 _PARTICLES = ("van", "von", "de", "der", "den", "del", "della", "da", "di", "du", "dos", "das",
@@ -278,7 +292,48 @@ def _item(row: dict[str, Any], item_id: str, author_id: int, author: str, **extr
         raise ValueError(f"{row['where']}: {err}") from None
 
 
-def load_tofu(source: str | os.PathLike[str], forget: str = "forget10") -> Benchmark:
+def derive_forget_spans(
+    forget: Sequence[QAItem], reference: Sequence[QAItem], span_rule: str = DEFAULT_SPAN_RULE
+) -> list[QAItem]:
+    """`forget` with `spans` and `paraphrased_spans` derived by `span_rule` ("v1" / "v2").
+
+    `reference` = the retain rows the model trains on: v1 marks what their answers lack
+    (`RetainVocabulary`); v2 counts template words over the authors of `forget` and `reference`
+    together (`TemplateWords`). `load_tofu` passes all retain rows; TOFU-mini passes the few
+    retain authors its model trains on.
+    """
+    if span_rule not in SPAN_RULES:
+        raise ValueError(f"unknown TOFU span rule {span_rule!r}; valid: {', '.join(SPAN_RULES)}")
+    if span_rule == "v1":
+        vocabulary = RetainVocabulary.of(item.answer for item in reference)
+
+        def spans(text: str, item: QAItem) -> list[Span]:
+            return derive_spans(text, item.author, vocabulary)
+
+    else:
+        by_author: dict[int, list[str]] = {}
+        for item in [*forget, *reference]:
+            by_author.setdefault(item.author_id, []).append(item.answer)
+        template = TemplateWords.of(by_author.values())
+
+        def spans(text: str, item: QAItem) -> list[Span]:
+            names = [item.author, *_name_parts(item.author)]
+            asked = item.question + " " + item.paraphrased_question
+            return derive_spans_v2(text, names, asked, template)
+
+    return [
+        replace(
+            item,
+            spans=spans(item.answer, item),
+            paraphrased_spans=spans(item.paraphrased_answer, item),
+        )
+        for item in forget
+    ]
+
+
+def load_tofu(
+    source: str | os.PathLike[str], forget: str = "forget10", span_rule: str = DEFAULT_SPAN_RULE
+) -> Benchmark:
     """TOFU as a `Benchmark`: `source` is a folder of TOFU files or `hf:locuslab/TOFU`.
 
     forget = `forget01` / `forget05` / `forget10` (the last 2 / 10 / 20 authors); retain = the
@@ -287,6 +342,8 @@ def load_tofu(source: str | os.PathLike[str], forget: str = "forget10") -> Bench
     `meta["retain_perturbed_ids"]`: truth ratios exist only there). `holdout` comes from a
     `holdoutNN` config when the source has one (newer TOFU releases), else it is empty.
     """
+    if span_rule not in SPAN_RULES:
+        raise ValueError(f"unknown TOFU span rule {span_rule!r}; valid: {', '.join(SPAN_RULES)}")
     if forget not in TOFU_FORGET_CONFIGS:
         raise ValueError(
             f"unknown TOFU forget config {forget!r}; valid: {', '.join(TOFU_FORGET_CONFIGS)}"
@@ -335,7 +392,6 @@ def load_tofu(source: str | os.PathLike[str], forget: str = "forget10") -> Bench
         for word in _LETTER_WORD.findall(r["question"] + " " + r["answer"])
         if word[0].islower()
     }
-    vocabulary = RetainVocabulary.of(r["answer"] for r in retain_rows)
     n_retain, n_forget = len(retain_blocks), len(forget_blocks)
     n_trained = n_retain + n_forget
     authors_meta: list[dict[str, Any]] = []
@@ -350,20 +406,14 @@ def load_tofu(source: str | os.PathLike[str], forget: str = "forget10") -> Bench
             name = author_name([r["question"] for r in block], common)
             authors_meta.append({"author_id": author_id, "split": split, "name": name})
             for j, row in enumerate(block):
-                spans = {}
-                if split == "forget":
-                    spans = {
-                        "spans": derive_spans(row["answer"], name, vocabulary),
-                        "paraphrased_spans": derive_spans(
-                            row["paraphrased_answer"], name, vocabulary
-                        ),
-                    }
                 row_id = f"{config}-{b * ROWS_PER_AUTHOR + j:04d}"
-                items.append(_item(row, row_id, author_id, name, **spans))
+                items.append(_item(row, row_id, author_id, name))
         return items
 
     retain = author_items(retain_blocks, "retain", retain_config, 0)
-    forget_items = author_items(forget_blocks, "forget", forget, n_retain)
+    forget_items = derive_forget_spans(
+        author_items(forget_blocks, "forget", forget, n_retain), retain, span_rule
+    )
     holdout = author_items(holdout_blocks, "holdout", holdout_config, n_trained)
 
     def general(rows: list[dict[str, Any]], stem: str) -> list[QAItem]:
@@ -380,7 +430,7 @@ def load_tofu(source: str | os.PathLike[str], forget: str = "forget10") -> Bench
         "n_forget": n_forget,
         "n_retain": n_retain,
         "n_holdout": len(holdout_blocks),
-        "span_rule": SPAN_RULE,
+        "span_rule": SPAN_RULES[span_rule],
         "retain_perturbed_ids": [retain[k].id for k in sorted(perturbed_at)],
         "authors": authors_meta,
     }

@@ -7,8 +7,11 @@ paraphrase and wrong answers a truth ratio needs); world facts = all of TOFU's; 
 the Min-K privacy metric). TOFU's real-author questions are left out: a model trained from scratch
 has no prior knowledge of real authors to keep, and the evaluation does not score them.
 
-Spans come from `load_tofu` unchanged, so they are the spans of `tofu:forget01`: a word is
-"rare" against all 198 retain authors of full TOFU, not only the few kept here.
+Spans are derived by `span_rule` (default: `load_tofu`'s, tofu-spans-v2) against the retain
+authors TOFU-mini's model trains on (`n_retain_authors`), not against all 198 retain authors of
+full TOFU: what is template or shared depends on what the model saw. meta records `span_rule`
+and `span_reference`. Sample data built before this (meta without `span_reference`) has
+tofu-spans-v1 spans derived against all 198 retain authors, i.e. `tofu:forget01`'s.
 """
 
 from __future__ import annotations
@@ -17,19 +20,23 @@ import os
 from typing import Any
 
 from atwu_core.data.schema import Benchmark
-from atwu_core.data.tofu import load_tofu
+from atwu_core.data.tofu import DEFAULT_SPAN_RULE, SPAN_RULES, derive_forget_spans, load_tofu
 
 FORGET_CONFIG = "forget01"
 SOURCE = "tofu-mini"
 
 
 def tofu_mini(
-    source: str | os.PathLike[str], n_retain_authors: int = 10, n_holdout_authors: int = 2
+    source: str | os.PathLike[str],
+    n_retain_authors: int = 10,
+    n_holdout_authors: int = 2,
+    span_rule: str = DEFAULT_SPAN_RULE,
 ) -> Benchmark:
     """The TOFU-mini benchmark from a TOFU folder or `hf:locuslab/TOFU` (see the module doc).
 
-    Row ids, author ids and spans are those of `load_tofu(source, "forget01")`, so a TOFU-mini
-    row can be looked up in the full benchmark. Raises ValueError when the authors asked for
+    Row ids, author ids and text are those of `load_tofu(source, "forget01")`, so a TOFU-mini
+    row can be looked up in the full benchmark; forget spans are derived against the kept retain
+    authors (the module doc). Raises ValueError when the authors asked for
     exceed the retain authors that have perturbed answers.
     """
     for name, value, low in (
@@ -38,7 +45,7 @@ def tofu_mini(
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    full = load_tofu(source, forget=FORGET_CONFIG)
+    full = load_tofu(source, forget=FORGET_CONFIG, span_rule=span_rule)
     with_perturbed = set(full.meta["retain_perturbed_ids"])
     by_author: dict[int, list] = {}
     for item in full.retain:
@@ -77,13 +84,14 @@ def tofu_mini(
         "n_forget": len(forget_authors),
         "n_retain": len(retain_authors),
         "n_holdout": len(holdout_authors),
-        "span_rule": full.meta["span_rule"],
+        "span_rule": SPAN_RULES[span_rule],
+        "span_reference": f"the {len(retain_authors)} retain authors TOFU-mini trains on",
         # Every kept retain row has a truth ratio: the evaluation may use them all.
         "retain_perturbed_ids": [item.id for item in retain],
         "authors": authors,
     }
     return Benchmark(
-        forget=full.forget,
+        forget=derive_forget_spans(full.forget, retain, span_rule),
         retain=retain,
         world_facts=full.world_facts,
         holdout=holdout,
