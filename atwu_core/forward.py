@@ -23,8 +23,18 @@ class Forward:
     order).
     """
 
-    def __init__(self, spec, hparams, model, ref_model, scorer, position: str = "own"):
+    def __init__(
+        self,
+        spec,
+        hparams,
+        model,
+        ref_model,
+        scorer,
+        position: str = "own",
+        pad_id: int | None = None,
+    ):
         self.spec, self.hparams = spec, hparams
+        self.pad_id = pad_id  # fills the masked question ("ctx_masked_logp")
         self.model, self.ref, self.scorer = model, ref_model, scorer
         self.needs = spec.needs
         self.position = position  # which last-layer state scores y_t (ScorerConfig)
@@ -53,6 +63,17 @@ class Forward:
             fb.logits = out.logits[:, :-1]
         if "span_mask" in self.needs:
             fb.span_mask = spans
+        if "ctx_masked_logp" in self.needs:
+            if self.pad_id is None:
+                raise ValueError(
+                    f"method {self.spec.name!r} needs 'ctx_masked_logp': pass Forward(pad_id=...)"
+                )
+            with torch.no_grad():
+                masked = self.model(
+                    input_ids=mask_question(batch, self.pad_id),
+                    attention_mask=batch["attention_mask"],
+                )
+            fb.ctx_masked_logp = gather_logp(masked.logits[:, :-1], labels)
         if self.ref is not None and self.needs & {"ref_logp", "ref_logits", "ref_hidden"}:
             with torch.no_grad():
                 ref_out = self.ref(
@@ -83,6 +104,23 @@ class Forward:
             with torch.no_grad():
                 fb.scorer_weights = self.scorer(scorer_states)
         return fb
+
+
+def mask_question(batch: dict[str, torch.Tensor], pad_id: int) -> torch.Tensor:
+    """`input_ids` with the question masked: every prompt token but the last replaced by `pad_id`.
+
+    The prompt of a row is everything before its first answer token (`labels != -100`; rows are
+    right-padded, see `collate`). Its last token, which predicts the first answer token, is kept,
+    as are the answer and the padding; the attention mask is not changed, so every query row still
+    attends to at least that last prompt token and the answer before it (TokenUnlearn's x̃; our
+    reading). A row without answer tokens is returned unchanged.
+    """
+    ids, labels = batch["input_ids"], batch["labels"]  # (B, L)
+    has_answer = (labels != -100).any(dim=-1)  # (B,)
+    start = (labels != -100).float().argmax(dim=-1)  # (B,) first answer position
+    pos = torch.arange(ids.shape[1], device=ids.device)[None, :]  # (1, L)
+    question = (pos < (start[:, None] - 1)) & has_answer[:, None]  # (B, L)
+    return torch.where(question, torch.full_like(ids, pad_id), ids)
 
 
 def retain_loss(

@@ -97,6 +97,8 @@ METHOD_STYLES: dict[str, dict[str, Any]] = {
     "wga": {"color": "#0072B2", "dash": "solid", "symbol": "square", "kind": "method"},
     "satimp": {"color": "#009E73", "dash": "solid", "symbol": "square", "kind": "method"},
     "seul": {"color": "#CC79A7", "dash": "solid", "symbol": "square", "kind": "method"},
+    "etw": {"color": "#AA3377", "dash": "solid", "symbol": "square", "kind": "method"},
+    "token_unlearn": {"color": "#66CCEE", "dash": "solid", "symbol": "square", "kind": "method"},
     "npo": {"color": "#56B4E9", "dash": "solid", "symbol": "triangle-up", "kind": "method"},
     "simnpo": {"color": "#44AA99", "dash": "solid", "symbol": "triangle-up", "kind": "method"},
     "tnpo": {"color": "#117733", "dash": "solid", "symbol": "triangle-up", "kind": "method"},

@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import random_llama
 
+from atwu_core.forward import Forward, mask_question
 from atwu_core.losses import masked_mean, token_logp
 from atwu_core.methods import REGISTRY, ForgetBatch, get_method, resolve_hparams
 from atwu_core.methods.idk_dpo import IDK_ANSWERS
@@ -472,6 +473,161 @@ def test_alt_fields_must_agree():
         run("idk_dpo", b)
 
 
+# --------------------------------------------------------------------------------------------
+# Entropy-guided token weighting (etw) and TokenUnlearn, on hand-made logits
+# --------------------------------------------------------------------------------------------
+
+
+def two_way_logits(probs) -> torch.Tensor:
+    """(1, T, 2) logits whose softmax puts `p` on class 0 at each position (label 0)."""
+    return torch.tensor([[[LN(p / (1 - p)), 0.0] for p in probs]], requires_grad=True)
+
+
+def binary_entropy_nats(p: float) -> float:
+    return -(p * LN(p) + (1 - p) * LN(1 - p))
+
+
+def two_way_batch(probs, **extra) -> ForgetBatch:
+    logits = two_way_logits(probs)
+    labels = torch.zeros(1, len(probs), dtype=torch.long)
+    logp, mask = token_logp(logits, labels)
+    return ForgetBatch(logp=logp, mask=mask, labels=labels, logits=logits, **extra)
+
+
+@pytest.mark.parametrize("gamma", [1.0, 2.0])
+def test_etw_golden(gamma):
+    probs = (0.5, 0.75, 0.9)  # H = ln 2 = 0.6931, 0.5623, 0.3251 nats (Σ 1.5805)
+    out = run("etw", two_way_batch(probs), gamma=gamma)
+    h = [binary_entropy_nats(p) ** gamma for p in probs]
+    w = [3 * x / sum(h) for x in h]  # mean 1 over the 3 answer tokens
+    assert out.token_weights[0].tolist() == pytest.approx(w, rel=1e-5)
+    assert out.loss.item() == pytest.approx(
+        mean(wt * LN(p) for wt, p in zip(w, probs, strict=True)), rel=1e-5
+    )
+    assert out.parts["etw/entropy"] == pytest.approx(mean(map(binary_entropy_nats, probs)))
+    if gamma == 1.0:  # the numbers by hand
+        assert w == pytest.approx([1.3156, 1.0673, 0.6170], abs=1e-4)
+
+
+def test_etw_weights_follow_entropy_not_padding():
+    """The 2×3 grid's padding (NaN logits) changes nothing; a certain token gets weight ~0."""
+    b = two_way_batch((0.5, 0.9999999, 0.5))
+    out = run("etw", b)
+    assert out.token_weights[0, 1].item() < 1e-4
+    assert out.token_weights[0].sum().item() == pytest.approx(3.0, rel=1e-5)
+    logits = torch.cat([b.logits.detach(), torch.full((1, 1, 2), NAN)], dim=1)
+    padded = ForgetBatch(
+        logp=torch.cat([b.logp.detach(), torch.tensor([[NAN]])], dim=1).requires_grad_(),
+        mask=torch.tensor([[1.0, 1.0, 1.0, 0.0]]),
+        logits=logits,
+    )
+    out2 = run("etw", padded)
+    assert out2.token_weights[0, :3].tolist() == pytest.approx(out.token_weights[0].tolist())
+    assert out2.token_weights[0, 3].item() == 0.0
+
+
+TU_PROBS = (0.5, 0.9, 0.75, 0.99)
+TU_DELTA = (2.0, 0.0, 1.0, 0.5)  # log p(y|x) - log p(y|x̃): min-max → (1, 0, 0.5, 0.25)
+
+
+def tu_batch() -> ForgetBatch:
+    b = two_way_batch(TU_PROBS)
+    b.ctx_masked_logp = b.logp.detach() - torch.tensor([TU_DELTA])
+    return b
+
+
+def tu_scores(lam):
+    h = [binary_entropy_nats(p) for p in TU_PROBS]
+    nh = [(x - min(h)) / (max(h) - min(h)) for x in h]  # (1, 0.4224, 0.7948, 0)
+    nd = [(d - min(TU_DELTA)) / (max(TU_DELTA) - min(TU_DELTA)) for d in TU_DELTA]
+    return [lam * a + (1 - lam) * c for a, c in zip(nd, nh, strict=True)]
+
+
+@pytest.mark.parametrize("lam", [0.5, 0.0, 1.0])
+def test_token_unlearn_soft_golden(lam):
+    out = run("token_unlearn", tu_batch(), lam=lam, mode="soft")
+    s = tu_scores(lam)
+    w = [4 * x / sum(s) for x in s]
+    assert out.token_weights[0].tolist() == pytest.approx(w, rel=1e-5, abs=1e-6)
+    assert out.loss.item() == pytest.approx(
+        mean(a * LN(p) for a, p in zip(w, TU_PROBS, strict=True)), rel=1e-5
+    )
+    assert out.parts["token_unlearn/delta"] == pytest.approx(mean(TU_DELTA), rel=1e-5)
+    if lam == 0.5:  # by hand: s = (1, 0.2112, 0.6474, 0.125), Σ = 1.9836
+        assert w == pytest.approx([2.0165, 0.4259, 1.3055, 0.2521], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("lam", "r", "want"),
+    [
+        (0.5, 0.5, [1, 0, 1, 0]),  # s = (1, 0.21, 0.65, 0.125): top ⌈2⌉
+        (0.5, 0.25, [1, 0, 0, 0]),
+        (0.0, 0.75, [1, 1, 1, 0]),  # entropy only: the certain last token drops
+        (1.0, 0.75, [1, 0, 1, 1]),  # Δ only: the context-free second token drops
+        (0.5, 0.3, [1, 0, 1, 0]),  # ⌈1.2⌉ = 2
+    ],
+)
+def test_token_unlearn_top_r_golden(lam, r, want):
+    out = run("token_unlearn", tu_batch(), lam=lam, mode="top_r", r=r)
+    assert out.token_weights[0].tolist() == want
+    kept = [LN(p) for p, k in zip(TU_PROBS, want, strict=True) if k]
+    assert out.loss.item() == pytest.approx(sum(kept) / 4, rel=1e-5)
+
+
+def test_token_unlearn_top_r_counts_answer_tokens_and_breaks_ties_early():
+    """⌈r·n⌉ per sequence over its own answer (n = 10 → 3, not 4), ties to the earlier token."""
+    b = ForgetBatch(
+        logp=torch.full((2, 10), -1.0, requires_grad=True),
+        mask=torch.tensor([[1.0] * 10, [0.0] * 2 + [1.0] * 5 + [0.0] * 3]),
+        logits=torch.zeros(2, 10, 3),  # constant entropy: the score is Δ alone
+        ctx_masked_logp=torch.full((2, 10), -1.0),
+    )
+    out = run("token_unlearn", b, mode="top_r", r=0.3)
+    assert out.token_weights.sum(dim=-1).tolist() == [3.0, 2.0]  # all scores tie
+    assert out.token_weights[0, :3].tolist() == [1.0] * 3
+    assert out.token_weights[1].tolist() == [0, 0, 1, 1, 0, 0, 0, 0, 0, 0]
+    soft = run("token_unlearn", b, mode="soft")  # constant scores: uniform, like plain ascent
+    assert soft.token_weights.tolist() == b.mask.tolist()
+
+
+def test_mask_question_keeps_answer_and_last_prompt_token():
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 1, 1]])
+    labels = torch.tensor([[-100, -100, -100, 8, 9, 10], [-100, -100, 13, 14, -100, -100]])
+    masked = mask_question({"input_ids": ids, "labels": labels}, pad_id=1)
+    assert masked.tolist() == [[1, 1, 7, 8, 9, 10], [1, 12, 13, 14, 1, 1]]
+    no_answer = torch.full_like(labels, -100)
+    assert torch.equal(mask_question({"input_ids": ids, "labels": no_answer}, pad_id=1), ids)
+
+
+def test_forward_fills_ctx_masked_logp_with_the_masked_prompt():
+    """The loop's need: answer log-probs with the question masked, current model, detached."""
+    model = random_llama(40, max_positions=32).eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11], [12, 13, 14, 15, 16, 0, 0]])
+    attn = torch.tensor([[1] * 7, [1] * 5 + [0] * 2])
+    labels = torch.tensor([[-100] * 4 + [9, 10, 11], [-100] * 3 + [15, 16, -100, -100]])
+    batch_in = {
+        "input_ids": ids,
+        "attention_mask": attn,
+        "labels": labels,
+        "span_labels": torch.zeros(2, 7),
+    }
+    spec = get_method("token_unlearn")
+    fwd = Forward(spec, resolve_hparams("token_unlearn", {}), model, None, None, pad_id=0)
+    fb, _ = fwd(batch_in)
+    assert fb.ctx_masked_logp is not None and not fb.ctx_masked_logp.requires_grad
+    masked_ids = torch.tensor([[0, 0, 0, 8, 9, 10, 11], [0, 0, 14, 15, 16, 0, 0]])
+    with torch.no_grad():
+        logits = model(input_ids=masked_ids, attention_mask=attn).logits[:, :-1]
+    want, mask = token_logp(logits, labels[:, 1:])
+    keep = mask > 0
+    assert torch.allclose(fb.ctx_masked_logp[keep], want[keep], atol=1e-5)
+    assert not torch.allclose(fb.ctx_masked_logp[keep], fb.logp.detach()[keep], atol=1e-3)
+    out = spec.fn(fb, **resolve_hparams("token_unlearn", {}))
+    assert torch.isfinite(out.loss)
+    with pytest.raises(ValueError, match="pad_id"):
+        Forward(spec, {}, model, None, None)(batch_in)
+
+
 def test_registry_has_one_method_per_file():
     """Every file of atwu_core/methods/ but base.py registers the method it is named after."""
     from pathlib import Path
@@ -529,6 +685,8 @@ def synthetic_batch(needs) -> tuple[ForgetBatch, torch.Tensor]:
         fields["span_mask"] = torch.tensor(
             [[1.0, 0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0, 1.0]]
         )
+    if "ctx_masked_logp" in needs:
+        fields["ctx_masked_logp"] = garbage(logp.detach() - torch.rand(B, T, generator=gen))
     if "alt" in needs:
         alt_mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
         alt_keep = alt_mask > 0
@@ -643,6 +801,10 @@ def lm_batch(model, ref, ids, labels, alt_ids, alt_labels, spec, hp) -> ForgetBa
         span = torch.zeros_like(mask)
         span[:, 5:8] = 1.0
         fields["span_mask"] = span
+    if "ctx_masked_logp" in needs:
+        masked = mask_question({"input_ids": ids, "labels": labels}, pad_id=0)
+        with torch.no_grad():
+            _, fields["ctx_masked_logp"], _, _ = forward(model, masked, labels)
     if "alt" in needs:
         _, alt_logp, alt_mask, _ = forward(model, alt_ids, alt_labels)
         with torch.no_grad():

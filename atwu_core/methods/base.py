@@ -31,6 +31,9 @@ KNOWN_NEEDS = frozenset(
         "scorer",  # learned ATWU token weights g (B, T), detached
         "alt",  # log-probs of an "I don't know" answer, and under the reference (IdkDPO)
         "span_mask",  # ground-truth forget-span labels (B, T) (oracle only)
+        # per-token answer log-probs (B, T) under the current model with the question masked
+        # (prompt tokens but the last replaced by pad), detached (TokenUnlearn's Δ)
+        "ctx_masked_logp",
     }
 )
 NEEDS_REFERENCE = frozenset({"ref_logp", "ref_logits", "ref_hidden", "alt"})
@@ -44,6 +47,7 @@ NEED_FIELDS: Mapping[str, tuple[str, ...]] = {
     "scorer": ("scorer_weights",),
     "alt": ("alt_logp", "alt_mask", "alt_ref_logp"),
     "span_mask": ("span_mask",),
+    "ctx_masked_logp": ("ctx_masked_logp",),
 }
 
 
@@ -69,6 +73,7 @@ class ForgetBatch:
     alt_logp: torch.Tensor | None = None  # (B, T') log-probs of the alternative answer, in graph
     alt_mask: torch.Tensor | None = None  # (B, T')
     alt_ref_logp: torch.Tensor | None = None  # (B, T') detached
+    ctx_masked_logp: torch.Tensor | None = None  # (B, T) detached, question masked in the prompt
 
 
 @dataclass
@@ -138,7 +143,7 @@ def validate_batch(
         for name in NEED_FIELDS[need]:
             if getattr(batch, name) is None:
                 fail(f"{name} is None, but the method needs {need!r}")
-    for name in ("labels", "ref_logp", "scorer_weights", "span_mask"):
+    for name in ("labels", "ref_logp", "scorer_weights", "span_mask", "ctx_masked_logp"):
         value = getattr(batch, name)
         if value is not None and tuple(value.shape) != bt:
             fail(f"{name} has shape {tuple(value.shape)}, expected {bt} like logp")
