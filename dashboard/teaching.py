@@ -20,11 +20,12 @@ loss can rise without the retain data pulling them back, not the shared words. T
 the scorer step alternate (METHOD.md §1).
 
 Two controls say what the learned weights add: **atwu_frozen** is ATWU's loss with every weight
-fixed at 0.5, **oracle_saturated** the same loss with the true fact spans as weights. On the
-built-in benchmark ATWU's weights do rank fact tokens above the rest, but ATWU keeps the forget
-answers' shared words no better than the frozen control, while the oracle keeps most of them: the
-learned weights are not (yet) what spares the shared words. The seed study's numbers are in
-the "Seed study" tab and docs/RESULTS.md.
+fixed at 0.5, **oracle_saturated** the same loss with the true fact spans as weights. On five
+fresh benchmarks, ATWU at the authors' settings ranks fact tokens above chance but keeps the
+forget answers' shared words no better than the frozen control; scoring the hidden state that
+predicts each token (`scorer_position=prev`, updated every step) makes the learned weights
+matter, yet it saves less than half of what the oracle saves, and tuned for forget quality the
+gain is not significant. The "Seed study" tab has the numbers, with their spread over seeds.
 
 This dashboard shows the weights token by token next to the controls, the ground-truth fact
 spans and heuristic weightings (WGA, SatImp, SEUL), and compares how well each method forgets.
@@ -59,7 +60,7 @@ VIEWS = {
         "rank tokens by a number alone (the token's NLL, its rise, or the retain model's NLL), "
         "with no unlearning. A weighting that ranks facts well need not keep the shared words: "
         "compare `forget/other_token_acc` of atwu and atwu_frozen in the leaderboard "
-        "(docs/RESULTS.md has the seed study)."
+        "(the Seed study tab has it over five benchmarks)."
     ),
     "probe": (
         "Type any question and answer: the selected run's model scores each answer token (for "
@@ -322,10 +323,11 @@ TOUR = (
     (
         "4 · Compare with the controls and baselines",
         "atwu_frozen uses ATWU's loss with every weight fixed at 0.5; oracle_saturated uses "
-        "the true facts as weights. On this benchmark ATWU ranks fact tokens above chance, yet "
-        "it keeps the answers' shared words no better than the frozen control; the oracle "
-        "keeps most of them. So the learned weights are not (yet) what spares the shared "
-        "words. The Alignment tab ranks every method.",
+        "the true facts as weights. Here ATWU (authors' settings) ranks fact tokens above "
+        "chance, yet keeps the answers' shared words no better than the frozen control; the "
+        "oracle keeps most of them. With `scorer_position=prev` the learned weights do help, by "
+        "less than half the oracle's margin (Seed study tab). The Alignment tab ranks every "
+        "method.",
         "Alignment",
         "",
     ),
@@ -334,7 +336,7 @@ TOUR = (
         "Each point is a method: up = forgets better (forget quality), right = keeps more "
         "(model utility). The grey markers are the models before unlearning and the target "
         "model trained without the forget set. The leaderboard below has the shared-word "
-        "accuracy; the seed study's numbers are in docs/RESULTS.md.",
+        "accuracy; the Seed study tab has every method over five benchmarks.",
         "Curves & trade-offs",
         "",
     ),

@@ -484,7 +484,7 @@ def test_seed_study_shows_the_committed_studies_charts_and_verdict(lab, monkeypa
     at = open_app("Seed study")
     files = at.selectbox(key="study_file")
     assert files.options[0] == "Default settings, 5 seeds"
-    assert "Tuned (6 trials), 5 seeds" in files.options
+    assert "Tuned (10 trials), 5 seeds" in files.options
     dots, paired = chart(at, "study_dots"), chart(at, "study_paired")
     assert "selectivity per method: mean ± 95 % CI over 5 seeds" in dots["layout"]["title"]["text"]
     assert "paired per seed" in paired["layout"]["title"]["text"]
@@ -499,13 +499,15 @@ def test_seed_study_shows_the_committed_studies_charts_and_verdict(lab, monkeypa
         "| closes ≥ 50 % of the frozen → oracle selectivity gap | -6 %: not met | 26 %: not met "
         "| 44 %: not met |" in text
     )
-    assert table_with(at, "method", "seeds", "selectivity").shape[0] == 20
+    assert (
+        table_with(at, "method", "seeds", "selectivity").shape[0] == 22
+    )  # 20 methods + 2 ATWU settings
     at.selectbox(key="study_metric").set_value("span/auroc").run()
     assert "span AUROC per method" in chart(at, "study_dots")["layout"]["title"]["text"]
     text = " ".join(m.value for m in at.markdown)
     assert "ATWU · prev, ue1 − frozen control, span AUROC: +0.34 ± 0.06" in text
     assert "frozen control, selectivity" not in text  # the sentences follow the metric
-    at.selectbox(key="study_file").set_value("Tuned (6 trials), 5 seeds").run()
+    at.selectbox(key="study_file").set_value("Tuned (10 trials), 5 seeds").run()
     assert not at.exception
     assert "ATWU (tuned) − frozen control, span AUROC" in " ".join(m.value for m in at.markdown)
 
@@ -969,7 +971,7 @@ def test_guided_tour_walks_five_steps_from_the_page(lab):
     assert "atwu_frozen" in html_with(at, "atwu-tour")  # says what the controls show
     at.button(key="tour_next").click().run()
     assert at.session_state["view"] == "Curves & trade-offs"
-    assert "docs/RESULTS.md" in html_with(at, "atwu-tour")
+    assert "Seed study tab" in html_with(at, "atwu-tour")  # where the seed study is
     assert at.query_params["tour"] == "5"
     assert at.button(key="tour_next").disabled
     at.button(key="tour_end").click().run()
