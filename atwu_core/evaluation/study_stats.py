@@ -4,8 +4,9 @@ Protocol (docs/RESULTS.md, "The study"):
 1. **Benchmarks.** One *tuning* generator seed, never reported, and several *report* seeds. Each
    seed gets its own built-in benchmark and its own full and retain models (`atwu prepare
    --bench-seed`), cached under `$ATWU_CACHE/study/`, so a second study reuses them.
-2. **Tuning** (optional, `--trials N`): every method, controls included, gets the same N Optuna
-   trials on the tuning seed (`atwu tune`); the report runs use each method's best config.
+2. **Tuning** (optional, before the study): `atwu tune --methods ... --trials N` gives every
+   method, controls included, the same N Optuna trials on the tuning seed; `atwu study --tuned
+   DIR` then runs each method's best config.
 3. **Runs.** Every method on every report seed in each regime: `default` (the library's defaults,
    50 steps), and on request `long` (200 steps). On benchmark v2 the default regime is already
    where the choice of tokens decides: uniform weighting (the frozen control) erodes the forget
