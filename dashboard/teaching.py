@@ -51,7 +51,9 @@ VIEWS = {
         "snapshot shows its nearest earlier one, and says so). ATWU learns its weights; "
         "atwu_frozen is its control with every weight 0.5 (what ATWU's loss does without learned "
         "weights); oracle_saturated uses the true spans (what a perfect weighting could do). WGA "
-        "and SatImp derive weights from the token's probability, SEUL picks surprising tokens. "
+        "and SatImp derive weights from the token's probability, SEUL picks surprising tokens, "
+        "ETW weights by the model's predictive entropy and TokenUnlearn by how much the token "
+        "needs the question (both 2026; our readings of the papers). "
         "The last row is the ground truth. Next to each run: its span AUROC on this example."
     ),
     "ranking": (

@@ -34,6 +34,8 @@ FIRST_SCREEN_ROWS = [
     "wga",
     "satimp",
     "seul",
+    "etw",
+    "token_unlearn",
     "ground truth",
 ]
 ARTIFACTS = REPO / "artifacts"

@@ -16,7 +16,16 @@ from dashboard.views.common import plot, teach, with_token_weights
 # Methods shown next to each other on the first screen, in this order (whichever runs exist):
 # ATWU, its two controls (frozen weights g = 0.5; the true span mask), the token-weighting
 # baselines. The ground-truth row follows them.
-COMPARE_METHODS = ("atwu", "atwu_frozen", "oracle_saturated", "wga", "satimp", "seul")
+COMPARE_METHODS = (
+    "atwu",
+    "atwu_frozen",
+    "oracle_saturated",
+    "wga",
+    "satimp",
+    "seul",
+    "etw",
+    "token_unlearn",
+)
 
 
 PLAY_INTERVAL_S = 1.0
