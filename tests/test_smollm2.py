@@ -139,7 +139,8 @@ def test_loss_falls_exactly_on_the_answer_and_its_end_token(smol, tofu01):
 
 def test_offsets_and_derived_spans_match_the_real_tokens(smol, tofu01):
     """Every answer token's offsets cut out its own text, and the tokens that overlap a derived
-    span decode to that span (plus the leading space a byte-level token carries)."""
+    span decode to a stretch of the answer that holds the span (a token may reach past a span's
+    edge: SmolLM2 merges "+." in "LGBTQ+.", and the span rule stops at the "+")."""
     from atwu_core.batches import encode_items
 
     _, tokenizer = smol
@@ -157,7 +158,8 @@ def test_offsets_and_derived_spans_match_the_real_tokens(smol, tofu01):
             ]
             text = tokenizer.decode([tok for tok, _ in inside])
             assert text == item.answer[inside[0][1][0] : inside[-1][1][1]], item.id
-            assert text.strip() == item.answer[span.start : span.end], (item.id, span)
+            assert item.answer[span.start : span.end] in text, (item.id, span)
+            assert inside[0][1][0] <= span.start and inside[-1][1][1] >= span.end, item.id
             n_spans += 1
     assert n_spans >= len(tofu01.forget)  # every forget answer has at least one span
 
