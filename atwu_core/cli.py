@@ -749,6 +749,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         progress.write(f"atwu {args.command}: {err or 'interrupted'}; stopped")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`atwu methods | head`): not an error of ours. Point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:
         if debug:
             raise

@@ -203,3 +203,19 @@ def test_unlearn_reads_tofu_from_data_dir(tmp_path, capsys):
     argv = ["unlearn", "--data", "tofu:forget01", "--data-dir", str(missing)]
     assert main([*argv, "--runs-dir", str(tmp_path / "runs")]) == 2
     assert f"TOFU folder {missing} does not exist" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_is_not_an_error():
+    """`atwu methods | head -1`: the reader leaves early; the command exits 0 and says nothing."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "atwu_core.cli", "methods"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.stdout.close()  # before the child writes a byte (it imports torch first)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert b"Broken pipe" not in err and b"error" not in err, err
