@@ -362,6 +362,7 @@ def cmd_study(args: argparse.Namespace) -> int:
                     f"{best['data_seed']}, one of the report seeds {list(seeds)}"
                 )
             tuned[method] = {k: best[k] for k in ("hparams", "lr", "alpha")}
+            tuned[method]["tuned_from"] = best["study_dir"]
         if not args.methods:
             methods = list(tuned)
     _quiet_transformers()

@@ -209,7 +209,10 @@ def compare(
             save_model=base.save_model or method in save_model_for,
         )
         if method in tuned:
-            cfg = dataclasses.replace(cfg, lr=tuned[method]["lr"], alpha=tuned[method]["alpha"])
+            best = tuned[method]
+            cfg = dataclasses.replace(
+                cfg, lr=best["lr"], alpha=best["alpha"], tuned_from=best.get("study_dir")
+            )
         try:
             path = unlearn(cfg, runs_dir=runs_dir, evaluate=True, callback=callback)
         except KeyboardInterrupt:  # before its run folder existed (loading)

@@ -128,6 +128,9 @@ class UnlearnConfig(RunOptions):
 
     method: str = "atwu"
     hparams: dict[str, Any] = field(default_factory=dict)
+    # The `atwu tune` study whose best config this run uses (None: the method's defaults). It
+    # changes nothing in training; run.json keeps it, so every view can say "tuned".
+    tuned_from: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.gamma >= 0, "gamma", self.gamma, "must be >= 0")

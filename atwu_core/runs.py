@@ -74,6 +74,7 @@ LIST_COLUMNS = (
     "total_steps",
     *KEY_EVAL_METRICS,
     "reference",  # config "reference": true, an eval-only folder of a reference model
+    "tuned",  # config "tuned_from" is set: the run used an `atwu tune` study's best config
     "path",
     "error",
 )
@@ -524,7 +525,7 @@ def list_runs(*runs_dirs: str | os.PathLike[str]) -> pd.DataFrame:
 
 def _list_row(path: Path) -> dict[str, Any]:
     row: dict[str, Any] = {c: None for c in LIST_COLUMNS}
-    row.update(run_id=path.name, path=str(path), reference=False)
+    row.update(run_id=path.name, path=str(path), reference=False, tuned=False)
     try:
         info = read_info(path)
         config = info.get("config") if isinstance(info.get("config"), dict) else {}
@@ -537,6 +538,7 @@ def _list_row(path: Path) -> dict[str, Any]:
             steps=info.get("steps_done"),
             total_steps=info.get("total_steps"),
             reference=config.get("reference") is True,
+            tuned=bool(config.get("tuned_from")),
         )
         ev = read_eval(path)
         for metric in KEY_EVAL_METRICS:

@@ -49,7 +49,8 @@ def run_labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
     Each row holds `key` (e.g. the run folder), `method`, and optionally `seed`, `reference`
     (an eval-only reference folder) and `created` (ISO time, to number duplicates stably).
-    The name is the method (`atwu`); ` s{seed}` joins it only when several runs share the
+    The name is the method (`atwu`), with ` (tuned)` for a run whose row says `tuned` (an
+    `atwu tune` study's best config); ` s{seed}` joins it only when several runs share the
     method; ` #n` (oldest first) only when names still collide, e.g. two ATWU runs of seed 0 with
     different hyperparameters. A reference run of method `full` / `retain` reads
     "full model (before)" / "retain model (target)". Raises ValueError on a repeated key.
@@ -70,6 +71,8 @@ def run_labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
             base.append(f"{method} s{int(r['seed'])}")
         else:
             base.append(method)
+        if r.get("tuned") and not r.get("reference"):
+            base[-1] += " (tuned)"
     # Oldest first, so a newly launched run takes the next number and old names stay put.
     order = sorted(range(len(rows)), key=lambda i: (str(rows[i].get("created") or ""), keys[i]))
     seen: dict[str, int] = {}

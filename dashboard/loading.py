@@ -155,6 +155,7 @@ def label_runs(rows: pd.DataFrame) -> dict[str, str]:
                 "method": r.method,
                 "seed": r.seed,
                 "reference": bool(getattr(r, "reference", False)),
+                "tuned": bool(getattr(r, "tuned", False)),
                 "created": r.created,
             }
             for r in rows.itertuples()

@@ -261,6 +261,16 @@ def test_list_runs_flags_reference_folders(tmp_path):
     assert table["reference"].to_dict() == {ref.run_id: True, "plain": False, "broken": False}
 
 
+def test_list_runs_flags_runs_of_a_tuned_config(tmp_path):
+    tuned = RunWriter.create(
+        tmp_path, "wga", {"method": "wga", "tuned_from": "runs/tune/tune/wga-data100"}, {}, 0
+    )
+    tuned.finish("finished")
+    write_fake_run(tmp_path, "atwu", run_id="plain")
+    table = runs.list_runs(tmp_path).set_index("run_id")
+    assert table["tuned"].to_dict() == {tuned.run_id: True, "plain": False}
+
+
 def test_list_runs_of_nothing_is_an_empty_table(tmp_path):
     table = runs.list_runs(tmp_path / "missing")
     assert table.empty

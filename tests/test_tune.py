@@ -350,8 +350,13 @@ def test_compare_tuned_runs_the_best_config_and_marks_the_config_column(tiny_lab
     }
     wga = load_run(runs / board.loc["wga", "run_id"]).info["config"]
     assert (wga["lr"], wga["alpha"], wga["hparams"]["beta"]) == (4e-4, 2.0, 2.5)
+    assert wga["tuned_from"] == str(study_dir)  # run.json says where the config came from
     plain = load_run(runs / board.loc["grad_diff", "run_id"]).info["config"]
-    assert (plain["lr"], plain["alpha"]) == (1e-3, 1.0)
+    assert (plain["lr"], plain["alpha"], plain["tuned_from"]) == (1e-3, 1.0, None)
+    from atwu_core.runs import list_runs
+
+    listed = list_runs(runs).set_index("method")["tuned"].to_dict()
+    assert listed["wga"] and not listed["grad_diff"]  # what the dashboard labels "(tuned)"
     md = (runs / "leaderboard.md").read_text()
     assert "config" in md and "| wga" in md and "tuned" in md
 

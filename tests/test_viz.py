@@ -635,3 +635,22 @@ def test_variant_labels_keep_their_methods_colour():
         < viz.method_sort_key("atwu[x=1]")
         < viz.method_sort_key("atwu_npo")
     )
+
+
+def test_run_labels_say_tuned_and_keep_the_method_first():
+    from atwu_core.viz import method_of_name, run_labels
+
+    rows = [
+        {"key": "a", "method": "atwu", "seed": 0},
+        {"key": "b", "method": "atwu", "seed": 0, "tuned": True},
+        {"key": "c", "method": "wga", "seed": 1, "tuned": True},
+        {"key": "d", "method": "full", "reference": True, "tuned": True},
+    ]
+    labels = run_labels(rows)
+    assert labels == {
+        "a": "atwu s0",
+        "b": "atwu s0 (tuned)",
+        "c": "wga (tuned)",
+        "d": "full model (before)",
+    }
+    assert method_of_name(labels["b"]) == "atwu"
