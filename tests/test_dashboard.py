@@ -632,7 +632,9 @@ def test_launch_a_run_and_see_it_finish(fake_cli):
     at = wait_for(at, lambda a: any("finished" in s.value for s in a.success))
     run_path = job.find_run()
     assert runs.load_run(run_path).status == "finished"
-    assert str(run_path) in at.multiselect(key="selected_runs").value  # joins the selection
+    # The sidebar lists runs before the job panel checks the process, so the run that finished
+    # during a script run joins the selection at the next one (the page polls every second).
+    at = wait_for(at, lambda a: str(run_path) in a.multiselect(key="selected_runs").value)
     at.session_state["view"] = "Curves & trade-offs"
     at.run()
     assert run_path.name in set(table_with(at, "run_id")["run_id"])
