@@ -235,25 +235,6 @@ def label_entity_tokens(
     return labels
 
 
-def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(pos > neg) + 0.5 P(tie) over all pairs (the Mann-Whitney form of the AUROC)."""
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
-
-
-def _recall_at_k(weights: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of entity tokens among the k highest weights, k = number of entity tokens; ties
-    at the k-th weight count by expectation over random orderings (constant weights: base rate)."""
-    k = int(labels.sum())
-    order = np.sort(weights)[::-1]
-    kth = order[k - 1]
-    above = weights > kth
-    tied = weights == kth
-    hits = labels[above].sum() + (k - above.sum()) * labels[tied].sum() / tied.sum()
-    return float(hits / k)
-
-
 def entity_alignment(
     rows: Sequence[Mapping[str, Any]], spans: Mapping[str, Sequence[Span]]
 ) -> dict[str, Any]:
@@ -284,30 +265,35 @@ def entity_alignment(
         w, ys = by_example.setdefault(r["example_id"], ([], []))
         w.append(float(r["weight"]))
         ys.append(y)
-    pos_all, neg_all, percentiles, recalls = [], [], [], []
+    # lazy: sklearn/scipy take ~1.4 s to import, and this module loads with the TOFU loader
+    from atwu_core.evaluation.metrics import span_alignment
+
+    scores, flags, ids, percentiles = [], [], [], []
     degenerate = 0
-    for w_list, y_list in by_example.values():
+    for example, (w_list, y_list) in by_example.items():
         w, y = np.array(w_list), np.array(y_list, dtype=bool)
         if y.all() or not y.any():
             degenerate += 1
             continue
-        pos_all.append(w[y])
-        neg_all.append(w[~y])
         others = w[~y]
         for value in w[y]:
             below = (others < value).sum() + 0.5 * (others == value).sum()
             percentiles.append(below / len(others))
-        recalls.append(_recall_at_k(w, y))
-    n_pos = int(sum(len(p) for p in pos_all))
-    n_neg = int(sum(len(n) for n in neg_all))
-    used = len(recalls)
+        scores += w_list
+        flags += y_list
+        ids += [example] * len(w_list)
+    n_pos = int(sum(flags))
+    used = len(set(ids))
+    # Pooled AUROC and, per example, precision among its k top-weighted tokens with k = its
+    # number of entity tokens (= recall@k), ties by expectation: the metrics of `span/*`.
+    result = span_alignment(scores, flags, ids) if used else None
     return {
-        "auroc": _auroc(np.concatenate(pos_all), np.concatenate(neg_all)) if used else None,
+        "auroc": result["pooled"]["auroc"] if result else None,
         "rank_percentile": float(np.mean(percentiles)) if used else None,
-        "recall_at_k": float(np.mean(recalls)) if used else None,
+        "recall_at_k": result["per_example"]["precision_at_k"]["agg_value"] if result else None,
         "n_examples": used,
         "n_entity_tokens": n_pos,
-        "n_other_tokens": n_neg,
+        "n_other_tokens": len(flags) - n_pos,
         "n_unannotated": len(unannotated),
         "n_degenerate": degenerate,
     }
