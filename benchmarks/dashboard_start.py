@@ -39,6 +39,8 @@ t0 = time.perf_counter()
 from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 manifest_scanner.scan_component_manifests = lambda: []
+from streamlit import config as st_config
+st_config.set_option("server.address", "localhost")  # as dashboard/.streamlit/config.toml
 t1 = time.perf_counter()
 at = AppTest.from_file({app!r}, default_timeout=60).run()
 t2 = time.perf_counter()
