@@ -42,11 +42,13 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from tqdm import tqdm
-
     from atwu_core import prepare as prep
     from atwu_core.config import FinetuneConfig, TinyModelConfig
 
+    if args.base is not None:
+        return _prepare_pretrained(args)
+    if args.benchmark is not None:
+        raise ValueError("--benchmark is read with --base (fine-tune a pretrained model on it)")
     tofu = args.preset == "tofu-mini"
     if args.tofu_dir is not None and not tofu:
         raise ValueError("--tofu-dir is only read by --preset tofu-mini")
@@ -60,16 +62,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     out = args.out or str(DEFAULT_PREPARE_OUT / "tofu_mini" if tofu else DEFAULT_PREPARE_OUT)
     _check_prepare_out(Path(out), args.force)
     _quiet_transformers()
-    bars: dict[str, tqdm] = {}
-
-    def progress(stage: str, done: int, total: int, loss: float) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=f"train {stage} model", unit="step")
-        bar.update(done - bar.n)
-        bar.set_postfix(loss=f"{loss:.4f}")
-        if done == total:
-            bar.close()
+    progress = _training_bars()
 
     # Options left unset take the preset's values.
     base_model = prep.TOFU_MINI_MODEL if tofu else TinyModelConfig()
@@ -86,7 +79,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             if value is not None
         },
     )
-    ft_cfg = replace(base_ft, seed=args.seed, epochs=args.epochs or base_ft.epochs)
+    ft_cfg = replace(
+        base_ft, seed=args.seed, epochs=args.epochs or base_ft.epochs, lr=args.lr or base_ft.lr
+    )
     common = {"seed": args.seed, "model_cfg": model_cfg, "ft_cfg": ft_cfg, "progress": progress}
     if tofu:
         report = prep.prepare_tofu_mini(out, args.tofu_dir or "hf:locuslab/TOFU", **common)
@@ -98,6 +93,29 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             bench_seed=0 if args.bench_seed is None else args.bench_seed,
             **common,
         )
+    _print_prepared(out, report)
+    return 0
+
+
+def _training_bars():
+    """A tqdm bar per trained model, fed by `prepare`'s (stage, done, total, loss) callback."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int, loss: float) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=f"train {stage} model", unit="step")
+        bar.update(done - bar.n)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if done == total:
+            bar.close()
+
+    return progress
+
+
+def _print_prepared(out, report: dict) -> None:
     q = report["quality"]
     print(
         f"prepared {out}: {report['parameters'] / 1e6:.2f} M params | full model acc "
@@ -105,6 +123,42 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"exact-match {q['full/forget/exact_match']:.2f} | retain model acc on forget "
         f"{q['retain/forget/acc']:.3f} | {sum(report['timings'].values()):.0f} s"
     )
+
+
+def _prepare_pretrained(args: argparse.Namespace) -> int:
+    """`atwu prepare --base MODEL --benchmark DIR`: LoRA fine-tune a pretrained model on it."""
+    from dataclasses import replace
+
+    from atwu_core import prepare as prep
+
+    tiny_only = {
+        "--preset": args.preset != "builtin",
+        "--tofu-dir": args.tofu_dir is not None,
+        "--authors": args.authors is not None,
+        "--forget-fraction": args.forget_fraction is not None,
+        "--bench-seed": args.bench_seed is not None,
+        "--hidden-size": args.hidden_size is not None,
+        "--intermediate": args.intermediate is not None,
+        "--vocab-size": args.vocab_size is not None,
+    }
+    given = [flag for flag, set_ in tiny_only.items() if set_]
+    if given:
+        raise ValueError(f"{', '.join(given)} shape a tiny model or its benchmark, not --base")
+    if args.benchmark is None:
+        raise ValueError("--base needs --benchmark DIR: the benchmark folder to fine-tune on")
+    if args.out is None:
+        raise ValueError("--base needs --out DIR: where the fine-tuned models go")
+    _check_prepare_out(Path(args.out), args.force)
+    _quiet_transformers()
+    base_ft = prep.PRETRAINED_FINETUNE
+    ft_cfg = replace(
+        base_ft, seed=args.seed, epochs=args.epochs or base_ft.epochs, lr=args.lr or base_ft.lr
+    )
+    start = prep.PretrainedStart(args.base, lora_r=args.lora_r)
+    report = prep.prepare_pretrained(
+        args.out, args.benchmark, start, seed=args.seed, ft_cfg=ft_cfg, progress=_training_bars()
+    )
+    _print_prepared(args.out, report)
     return 0
 
 
@@ -586,7 +640,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="builtin only: the benchmark generator's seed (default 0), independent of --seed",
     )
-    p.add_argument("--epochs", type=int, default=None, help="default: 30 builtin, 20 tofu-mini")
+    p.add_argument(
+        "--base",
+        default=None,
+        help="fine-tune this pretrained model (smollm2, a folder or a hub id) on --benchmark "
+        "instead of training tiny models from scratch",
+    )
+    p.add_argument("--benchmark", default=None, help="with --base: the benchmark folder")
+    p.add_argument(
+        "--lora-r", type=int, default=16, help="with --base: LoRA rank, 0 = every weight (16)"
+    )
+    p.add_argument(
+        "--epochs", type=int, default=None, help="default: 30 builtin, 20 tofu-mini, 5 --base"
+    )
+    p.add_argument("--lr", type=float, default=None, help="default: 2e-3, 1e-3 with --base")
     p.add_argument("--hidden-size", type=int, default=None, help="default 256")
     p.add_argument("--intermediate", type=int, default=None, help="default 672")
     p.add_argument(

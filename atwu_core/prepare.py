@@ -6,6 +6,8 @@
 
 Two presets: `prepare` (the built-in benchmark, into sample_data/) and `prepare_tofu_mini` (a
 slice of the real TOFU text, `atwu_core.data.tofu_mini`, into sample_data/tofu_mini/).
+`prepare_pretrained` fine-tunes an existing model (SmolLM2, with LoRA merged before saving) on an
+existing benchmark folder instead of training tiny models from scratch.
 
 Deterministic for a seed: same benchmark bytes, same tokenizer, same initial weights and data
 order (CPU kernels make the trained weights reproducible on one machine, not bit-exact across
@@ -19,7 +21,7 @@ import multiprocessing as mp
 import queue as queue_mod
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -27,7 +29,7 @@ import torch
 from atwu_core.batches import answer_stats, encode_items, seed_everything
 from atwu_core.config import FinetuneConfig, TinyModelConfig
 from atwu_core.data.benchmark import generate_benchmark
-from atwu_core.data.schema import Benchmark, save_benchmark
+from atwu_core.data.schema import Benchmark, load_benchmark, save_benchmark
 from atwu_core.data.tofu_mini import tofu_mini
 from atwu_core.finetune import finetune
 from atwu_core.model import (
@@ -51,6 +53,37 @@ SAVE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 TOFU_MINI_MODEL = TinyModelConfig(vocab_size=2048)
 TOFU_MINI_FINETUNE = FinetuneConfig(epochs=20)
 TOFU_MINI_OUT = Path("sample_data") / "tofu_mini"
+# A pretrained model with LoRA adapters learns new facts in a few epochs (docs/RESULTS.md,
+# "SmolLM2"); batch 8 keeps a CPU step near 10 s.
+PRETRAINED_FINETUNE = FinetuneConfig(epochs=5, lr=1e-3, batch_size=8, warmup_steps=10)
+
+
+@dataclass(frozen=True)
+class PretrainedStart:
+    """Start from an existing model (`load_model` spec: folder, hub id, `smollm2`) instead of a
+    tiny random one; with `lora_r` > 0 only rank-r adapters train, merged into the saved weights
+    (so the saved folder is an ordinary model that `atwu unlearn` can wrap with its own LoRA)."""
+
+    base: str
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_targets: str = "all-linear"
+
+
+def _starting_model(start: TinyModelConfig | PretrainedStart, tokenizer) -> torch.nn.Module:
+    if isinstance(start, TinyModelConfig):
+        return build_tiny_model(start, tokenizer)
+    model, _ = load_model(start.base, device="cpu", dtype="float32")
+    if start.lora_r:
+        from atwu_core.scale import apply_lora
+
+        model = apply_lora(model, start.lora_r, start.lora_alpha, start.lora_targets)
+    return model
+
+
+def _finished_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A LoRA-wrapped model with its adapters merged (peft); any other model as it is."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
 def corpus_texts(bench: Benchmark) -> list[str]:
@@ -80,7 +113,7 @@ def greedy_exact_match(model, tokenizer, items) -> float:
     return sum(a == it.answer.strip() for a, it in zip(answers, items, strict=True)) / len(items)
 
 
-def _train_worker(name, items, tokenizer, model_cfg, ft_cfg, out_dir, save_dtype, queue) -> None:
+def _train_worker(name, items, tokenizer, start, ft_cfg, out_dir, save_dtype, queue) -> None:
     """One model in its own process with one thread: two of them use both cores fully, which
     beats one process with two threads on a model this small (measured in the benchmark script)."""
     # Same weights on every rebuild on this machine and torch version: one thread (a fixed
@@ -89,14 +122,15 @@ def _train_worker(name, items, tokenizer, model_cfg, ft_cfg, out_dir, save_dtype
     torch.use_deterministic_algorithms(True)
     try:
         seed_everything(ft_cfg.seed)
-        model = build_tiny_model(model_cfg, tokenizer)
+        model = _starting_model(start, tokenizer)
 
         def report(done: int, total: int, loss: float) -> None:
             if done % 10 == 0 or done == total:
                 queue.put(("progress", name, done, total, loss))
 
         stats = finetune(model, tokenizer, items, ft_cfg, progress=report)
-        save_model(model.to(SAVE_DTYPES[save_dtype]), tokenizer, Path(out_dir) / "models" / name)
+        model = _finished_model(model).to(SAVE_DTYPES[save_dtype])
+        save_model(model, tokenizer, Path(out_dir) / "models" / name)
         queue.put(("done", name, stats))
     except BaseException as err:  # the parent must hear about it, not wait forever
         queue.put(("error", name, f"{type(err).__name__}: {err}"))
@@ -104,7 +138,7 @@ def _train_worker(name, items, tokenizer, model_cfg, ft_cfg, out_dir, save_dtype
 
 
 def train_models_in_parallel(
-    jobs: dict, tokenizer, model_cfg, ft_cfg, out_dir, progress, save_dtype: str = "float32"
+    jobs: dict, tokenizer, start, ft_cfg, out_dir, progress, save_dtype: str = "float32"
 ):
     """Fine-tune each `name -> items` job in a spawned process; returns `name -> stats`."""
     ctx = mp.get_context("spawn")
@@ -112,7 +146,7 @@ def train_models_in_parallel(
     procs = [
         ctx.Process(
             target=_train_worker,
-            args=(name, items, tokenizer, model_cfg, ft_cfg, str(out_dir), save_dtype, queue),
+            args=(name, items, tokenizer, start, ft_cfg, str(out_dir), save_dtype, queue),
         )
         for name, items in jobs.items()
     ]
@@ -235,14 +269,22 @@ def build_models(
     bench: Benchmark,
     *,
     seed: int,
-    model_cfg: TinyModelConfig,
+    model_cfg: TinyModelConfig | PretrainedStart,
     ft_cfg: FinetuneConfig,
     progress: Progress | None,
     benchmark_s: float,
     report: dict,
     save_dtype: str = "float32",
+    exact_match_rows: int | None = None,
 ) -> dict:
-    """Save `bench`, train the tokenizer and both models, check them; write the report."""
+    """Save `bench`, get a tokenizer (trained for a tiny model, the base model's otherwise), train
+    both models, check them; write the report.
+
+    A pretrained start does not train on the world facts: it already knows real-world facts, and
+    they stay what they measure (general knowledge the unlearning must not break). Greedy exact
+    match is checked on the first `exact_match_rows` rows per split (all when None): generating
+    every retain answer with a 135 M model costs minutes on a CPU.
+    """
     if save_dtype not in SAVE_DTYPES:
         raise ValueError(f"save_dtype={save_dtype!r} is invalid: use {', '.join(SAVE_DTYPES)}")
     out_dir = Path(out_dir)
@@ -250,14 +292,19 @@ def build_models(
     save_benchmark(out_dir / "benchmark", bench)
 
     t = time.perf_counter()
-    tokenizer = train_tokenizer(corpus_texts(bench), vocab_size=model_cfg.vocab_size)
-    _check_lengths(tokenizer, bench, model_cfg.max_positions)
+    tiny = isinstance(model_cfg, TinyModelConfig)
+    if tiny:
+        tokenizer = train_tokenizer(corpus_texts(bench), vocab_size=model_cfg.vocab_size)
+        _check_lengths(tokenizer, bench, model_cfg.max_positions)
+    else:
+        _, tokenizer = load_model(model_cfg.base, device="cpu")
     timings["tokenizer_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    world = list(bench.world_facts) if tiny else []
     jobs = {
-        "full": [*bench.forget, *bench.retain, *bench.world_facts],
-        "retain": [*bench.retain, *bench.world_facts],  # never sees the forget authors
+        "full": [*bench.forget, *bench.retain, *world],
+        "retain": [*bench.retain, *world],  # never sees the forget authors
     }
     train_stats = train_models_in_parallel(
         jobs, tokenizer, model_cfg, ft_cfg, out_dir, progress, save_dtype
@@ -272,11 +319,13 @@ def build_models(
     quality = {}
     for name, model in (("full", full), ("retain", retain)):
         for split in ("forget", "retain"):
-            stats = answer_stats(model, encode_items(tokenizer, getattr(bench, split)), pad)
+            rows = getattr(bench, split)
+            stats = answer_stats(model, encode_items(tokenizer, rows), pad)
             quality[f"{name}/{split}/acc"] = stats["acc"]
             quality[f"{name}/{split}/nll"] = stats["nll"]
-        quality[f"{name}/forget/exact_match"] = greedy_exact_match(model, tokenizer, bench.forget)
-        quality[f"{name}/retain/exact_match"] = greedy_exact_match(model, tokenizer, bench.retain)
+            quality[f"{name}/{split}/exact_match"] = greedy_exact_match(
+                model, tokenizer, rows[:exact_match_rows]
+            )
     timings["checks_s"] = time.perf_counter() - t
 
     report = {
@@ -285,12 +334,44 @@ def build_models(
         "parameters": count_parameters(full),
         "model": asdict(model_cfg),
         "finetune": asdict(ft_cfg),
+        "trained_on_world_facts": tiny,
+        "exact_match_rows": exact_match_rows,
         "save_dtype": save_dtype,
         # The weights are reproducible on one machine and torch version, not across them.
         "torch": torch.__version__,
         "final_loss": {name: st["final_loss"] for name, st in train_stats.items()},
+        "train_seconds": {name: st["seconds"] for name, st in train_stats.items()},
+        "train_steps": {name: st["steps"] for name, st in train_stats.items()},
         "quality": quality,
         "timings": timings,
     }
     (out_dir / "models" / "prepare_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def prepare_pretrained(
+    out_dir: str | Path,
+    benchmark_dir: str | Path,
+    start: PretrainedStart,
+    *,
+    seed: int = 0,
+    ft_cfg: FinetuneConfig | None = None,
+    progress: Progress | None = None,
+    exact_match_rows: int | None = 40,
+) -> dict:
+    """Fine-tune `start.base` (LoRA by default) on an existing benchmark folder, full and retain
+    model in parallel; the benchmark is copied to `<out>/benchmark` so runs point at one folder."""
+    t = time.perf_counter()
+    bench = load_benchmark(benchmark_dir)
+    seconds = time.perf_counter() - t
+    return build_models(
+        out_dir,
+        bench,
+        seed=seed,
+        model_cfg=start,
+        ft_cfg=ft_cfg or replace(PRETRAINED_FINETUNE, seed=seed),
+        progress=progress,
+        benchmark_s=seconds,
+        report={"preset": "pretrained", "benchmark_from": str(benchmark_dir)},
+        exact_match_rows=exact_match_rows,
+    )

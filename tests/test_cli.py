@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from atwu_core.cli import main, parse_sets
 from atwu_core.compare import parse_sweep, plan
@@ -219,3 +220,46 @@ def test_a_closed_pipe_is_not_an_error():
     _, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
     assert b"Broken pipe" not in err and b"error" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--base", "m", "--benchmark", "b", "--vocab-size", "64"], "--vocab-size shape a tiny"),
+        (["--base", "m", "--preset", "tofu-mini", "--benchmark", "b"], "--preset shape a tiny"),
+        (["--base", "m"], "--base needs --benchmark DIR"),
+        (["--benchmark", "b"], "--benchmark is read with --base"),
+    ],
+)
+def test_prepare_base_mistakes_fail_before_writing(tmp_path, capsys, argv, message):
+    assert main(["prepare", *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_prepare_base_fine_tunes_a_model_with_lora_and_merges_it(tiny_lab, tmp_path):
+    """`--base` starts from an existing model: LoRA adapters train, are merged into an ordinary
+    saved model (no adapter keys), the world facts stay out of the training rows, and the
+    retain model never sees a forget row."""
+    from safetensors.torch import load_file
+
+    from atwu_core import prepare as prep
+
+    out = tmp_path / "pt"
+    argv = ["prepare", "--base", str(tiny_lab.model_dir), "--benchmark", str(tiny_lab.bench_dir)]
+    assert main([*argv, "--out", str(out), "--epochs", "1", "--lr", "0.01"]) == 0
+    report = json.loads((out / "models" / "prepare_report.json").read_text())
+    assert report["preset"] == "pretrained" and report["model"]["lora_r"] == 16
+    assert report["finetune"]["lr"] == 0.01 and report["trained_on_world_facts"] is False
+    bench = prep.load_benchmark(out / "benchmark")
+    assert report["train_steps"] == {
+        "full": -(-(len(bench.forget) + len(bench.retain)) // 8),
+        "retain": -(-len(bench.retain) // 8),
+    }
+    base = load_file(tiny_lab.model_dir / "model.safetensors")
+    tuned = load_file(out / "models" / "full" / "model.safetensors")
+    assert tuned.keys() == base.keys()  # merged: no lora_A/lora_B, no peft prefix
+    changed = [k for k in base if not torch.equal(base[k], tuned[k])]
+    assert changed and all("proj" in k for k in changed)  # only LoRA-targeted linears move
+    assert 0 <= report["quality"]["full/forget/exact_match"] <= 1
