@@ -6,16 +6,21 @@ science. This file lays the page out (sidebar, tabs, the localhost guard); `load
 "Files"). Torch is never imported: runs are launched as subprocesses (dashboard/jobs.py) and
 `atwu_core.probe` is imported only when the user asks to score a text.
 
-The sidebar picks the dataset: the built-in benchmark, or TOFU-mini (real TOFU text, built by
-`atwu prepare --preset tofu-mini`). Runs listed, data browser and run launcher follow the choice.
+The sidebar picks the dataset: the built-in benchmark, TOFU-mini (real TOFU text, built by
+`atwu prepare --preset tofu-mini`), or TOFU-mini on SmolLM2-135M (a pretrained model fine-tuned with
+LoRA on the same rows, `atwu prepare --base smollm2`). Runs listed, data browser and run launcher
+follow the choice.
 
 Environment, built-in benchmark: `ATWU_RUNS_DIRS` (folders to list, separated by os.pathsep;
 default `sample_data/runs` next to the repo and `./runs`), `ATWU_NEW_RUNS_DIR` (where launched runs
 go; default `./runs`), `ATWU_BENCHMARK_DIR` (default `sample_data/benchmark`), `ATWU_MODEL_DIR`
 (the model new runs start from; default `sample_data/models/full`). TOFU-mini: `ATWU_TOFU_MINI_DIR`
 (default `sample_data/tofu_mini`, holding benchmark/, models/full/ and runs/); its launched runs go
-to `tofu_mini/` inside the new-runs folder. `ATWU_TOFU_DIR`: TOFU's JSON files for runs on the
-real SmolLM2 model (default `../shared/data/tofu`).
+to `tofu_mini/` inside the new-runs folder. SmolLM2: `ATWU_SMOLLM2_DIR` (default
+`sample_data/tofu_mini_smollm2`, its committed runs/), `ATWU_SMOLLM2_MODEL_DIR` (default
+`prepared/smollm2_tofu_mini/models/full`, not committed); launched runs go to `smollm2/`.
+`ATWU_TOFU_DIR`: TOFU's JSON files for runs on the un-fine-tuned SmolLM2 ("Starting model: real
+pretrained model" in the launcher; default `../shared/data/tofu`).
 """
 
 from __future__ import annotations
@@ -88,7 +93,8 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
         key="dataset",
         help="Built-in: generated authors whose facts sit at known positions. TOFU-mini: the "
         "real TOFU text (forget01's 2 authors, 10 retain authors, world facts) on a tiny model "
-        "trained on it, spans derived by rule. Runs, data and new runs follow this choice.",
+        "trained on it, spans derived by rule. TOFU-mini on SmolLM2: the same rows on a "
+        "pretrained 135 M model fine-tuned with LoRA. Runs, data and new runs follow this choice.",
     )
     text = st.sidebar.text_area(
         "Runs folders (one per line)",

@@ -166,6 +166,7 @@ class Launch:
     data: str | None = None  # benchmark folder or tofu: spec; None = the CLI's default
     batch_size: int | None = None  # forget rows per step; None = the CLI's default
     conflict: bool = True  # False: skip the probe tokens' retain conflicts (slow on real models)
+    lora_r: int = 0  # LoRA rank; 0 trains every weight
 
 
 def check_config(launch: Launch) -> UnlearnConfig:
@@ -182,6 +183,7 @@ def check_config(launch: Launch) -> UnlearnConfig:
         seed=int(launch.seed),
         max_steps=int(launch.max_steps),
         conflict=launch.conflict,
+        lora_r=int(launch.lora_r),
         **sized,
     )
 
@@ -199,6 +201,7 @@ def build_command(launch: Launch, runs_dir: Path) -> list[str]:
     cmd += ["--data", launch.data] if launch.data else []
     cmd += ["--batch-size", str(int(launch.batch_size))] if launch.batch_size else []
     cmd += [] if launch.conflict else ["--no-conflict"]
+    cmd += ["--lora-r", str(int(launch.lora_r))] if launch.lora_r else []
     return [*cmd, "--eval"] if launch.evaluate else cmd
 
 

@@ -1,14 +1,15 @@
 """Where the dashboard's files are, and cached reading of runs and benchmark rows.
 
-Folders follow the sidebar's dataset (the built-in benchmark or TOFU-mini) and the environment
-variables listed in app.py's docstring. Every read goes through `atwu_core.runs` (run folders) and
-`atwu_core.data.schema` (benchmark rows); Streamlit's cache is keyed on the files' mtimes and
-sizes, so a rewritten file is read again.
+Folders follow the sidebar's dataset (the built-in benchmark, TOFU-mini, or TOFU-mini on SmolLM2)
+and the environment variables listed in app.py's docstring. Every read goes through
+`atwu_core.runs` (run folders) and `atwu_core.data.schema` (benchmark rows); Streamlit's cache is
+keyed on the files' mtimes and sizes, so a rewritten file is read again.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -20,28 +21,54 @@ from atwu_core.data import schema
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# The datasets the sidebar offers; the first is the default.
+@dataclass(frozen=True)
+class Dataset:
+    """One choice of the sidebar's dataset radio: its label, URL slug and widget-key suffix."""
+
+    label: str
+    slug: str  # ?dataset=<slug>
+    key_suffix: str  # widgets holding this dataset's folders or runs: "<key><suffix>"
+
+
 BUILTIN = "Built-in benchmark"
-
-
 TOFU_MINI = "TOFU-mini (real TOFU text)"
+SMOLLM2 = "TOFU-mini on SmolLM2-135M"
+# The first is the default.
+DATASET_INFO = (
+    Dataset(BUILTIN, "builtin", ""),
+    Dataset(TOFU_MINI, "tofu-mini", "_tofu_mini"),
+    Dataset(SMOLLM2, "smollm2", "_smollm2"),
+)
+DATASETS = tuple(d.label for d in DATASET_INFO)
+# How to build the SmolLM2 models new runs start from: only their runs are committed (the merged
+# weights are 540 MB each).
+SMOLLM2_PREPARE = (
+    "atwu prepare --base smollm2 --benchmark sample_data/tofu_mini/benchmark "
+    "--out prepared/smollm2_tofu_mini"
+)
 
 
-DATASETS = (BUILTIN, TOFU_MINI)
-
-
-def tofu_mini() -> bool:
-    """The sidebar's dataset is TOFU-mini (every folder below follows it)."""
-    return st.session_state.get("dataset") == TOFU_MINI
+def dataset() -> Dataset:
+    """The sidebar's dataset (every folder below follows it)."""
+    chosen = st.session_state.get("dataset")
+    return next((d for d in DATASET_INFO if d.label == chosen), DATASET_INFO[0])
 
 
 def tofu_mini_dir() -> Path:
     return Path(os.environ.get("ATWU_TOFU_MINI_DIR", ROOT / "sample_data" / "tofu_mini"))
 
 
+def smollm2_dir() -> Path:
+    """The SmolLM2 dataset's committed folder: runs/ and models/prepare_report.json."""
+    return Path(os.environ.get("ATWU_SMOLLM2_DIR", ROOT / "sample_data" / "tofu_mini_smollm2"))
+
+
 def default_runs_dirs() -> list[str]:
-    if tofu_mini():
+    label = dataset().label
+    if label == TOFU_MINI:
         return [str(tofu_mini_dir() / "runs")]
+    if label == SMOLLM2:
+        return [str(smollm2_dir() / "runs")]
     env = os.environ.get("ATWU_RUNS_DIRS")
     if env:
         return [d for d in env.split(os.pathsep) if d.strip()]
@@ -50,27 +77,32 @@ def default_runs_dirs() -> list[str]:
 
 def new_runs_dir() -> Path:
     base = Path(os.environ.get("ATWU_NEW_RUNS_DIR", Path.cwd() / "runs")).resolve()
-    # A sub-folder, so runs on one dataset are never listed with the other's.
-    return base / "tofu_mini" if tofu_mini() else base
+    # A sub-folder per dataset, so runs on one dataset are never listed with another's.
+    return base / dataset().key_suffix.lstrip("_") if dataset().key_suffix else base
 
 
 def benchmark_dir() -> Path:
-    if tofu_mini():
+    # The SmolLM2 runs unlearn TOFU-mini's benchmark (the same rows, spans and ids).
+    if dataset().label in (TOFU_MINI, SMOLLM2):
         return tofu_mini_dir() / "benchmark"
     return Path(os.environ.get("ATWU_BENCHMARK_DIR", ROOT / "sample_data" / "benchmark"))
 
 
 def model_dir() -> Path:
-    if tofu_mini():
+    label = dataset().label
+    if label == TOFU_MINI:
         return tofu_mini_dir() / "models" / "full"
+    if label == SMOLLM2:
+        default = ROOT / "prepared" / "smollm2_tofu_mini" / "models" / "full"
+        return Path(os.environ.get("ATWU_SMOLLM2_MODEL_DIR", default))
     return Path(os.environ.get("ATWU_MODEL_DIR", ROOT / "sample_data" / "models" / "full"))
 
 
 def dataset_key(key: str) -> str:
-    """The key of a widget that holds a dataset's folders or runs, one per dataset: on the
-    other dataset it is another widget, so the browser never sends one dataset's folders (or
-    run selection) back for the other's, and each keeps its own while the other is shown."""
-    return f"{key}_tofu_mini" if tofu_mini() else key
+    """The key of a widget that holds a dataset's folders or runs, one per dataset: on another
+    dataset it is another widget, so the browser never sends one dataset's folders (or run
+    selection) back for another's, and each keeps its own while another is shown."""
+    return key + dataset().key_suffix
 
 
 def tofu_dir() -> Path:
@@ -165,7 +197,7 @@ def label_runs(rows: pd.DataFrame) -> dict[str, str]:
 
 def committed_runs_dirs() -> list[Path]:
     """The runs committed with the repository (the canonical runs a demo opens on)."""
-    return [ROOT / "sample_data" / "runs", tofu_mini_dir() / "runs"]
+    return [ROOT / "sample_data" / "runs", tofu_mini_dir() / "runs", smollm2_dir() / "runs"]
 
 
 def preferred_run(loaded: dict[str, runs.Run]) -> str:

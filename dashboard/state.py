@@ -13,7 +13,7 @@ import streamlit as st
 
 from atwu_core import viz
 from dashboard import teaching
-from dashboard.loading import BUILTIN, TOFU_MINI, dataset_key
+from dashboard.loading import DATASET_INFO, dataset, dataset_key
 
 # Short labels: all eight fit in one row at 1024 px.
 TABS = (
@@ -32,7 +32,7 @@ DEFAULT_SCALE = "row"  # the play control shows one snapshot per second
 
 
 # Short names of datasets and tabs in the URL (?dataset=builtin&tab=token&run=...).
-DATASET_SLUGS = {BUILTIN: "builtin", TOFU_MINI: "tofu-mini"}
+DATASET_SLUGS = {d.label: d.slug for d in DATASET_INFO}
 
 
 TAB_SLUGS = dict(
@@ -77,7 +77,7 @@ def restore_view_from_url() -> None:
 def sync_url() -> None:
     """Write the current view into the URL, so the address bar is a bookmark of it."""
     state = {
-        "dataset": DATASET_SLUGS.get(st.session_state.get("dataset", BUILTIN), "builtin"),
+        "dataset": dataset().slug,
         "tab": TAB_SLUGS.get(st.session_state.get("view") or TABS[0], "token"),
     }
     saved = st.session_state.get(dataset_key("_tv_state"), {})

@@ -91,3 +91,32 @@ def test_committed_tofu_mini_runs_and_text(lab, monkeypatch):
     at.session_state["view"] = "Data"
     at.run()
     assert "Basil Mahfouz Al-Kuwaiti" in set(at.dataframe[0].value["author"])
+
+
+SMOLLM2 = "TOFU-mini on SmolLM2-135M"
+
+
+def test_the_smollm2_dataset_lists_its_runs_on_tofu_minis_rows(lab, monkeypatch):
+    """Third dataset: its own runs folder, TOFU-mini's benchmark (same rows and spans), and a
+    launcher that names the command building its (uncommitted) models and uses LoRA."""
+    smol = lab.root / "smol"
+    write_fake_run(smol / "runs", "satimp", run_id="smol-satimp")
+    monkeypatch.setenv("ATWU_SMOLLM2_DIR", str(smol))
+    monkeypatch.setenv("ATWU_SMOLLM2_MODEL_DIR", str(lab.root / "no-such-model"))
+    at = switch(open_app("Data"), SMOLLM2)
+    assert at.query_params["dataset"] == "smollm2"
+    assert at.text_area(key="runs_dirs_smollm2").value == str(smol / "runs")
+    assert at.multiselect(key="selected_runs_smollm2").value == [str(smol / "runs" / "smol-satimp")]
+    assert 'title="name">Basil Mahfouz Al-Kuwaiti</mark>' in html_with(at, "Kuwait City")
+    at.session_state["view"] = "New run"
+    at.run()
+    assert at.text_input(key="exp_data_smollm2").value == str(lab.tofu / "benchmark")
+    assert any(str(lab.new / "smollm2") in c.value for c in at.caption)
+    at.button(key="exp_start").click().run()
+    error = " ".join(e.value for e in at.error)
+    assert "no-such-model" in error and "atwu prepare --base smollm2" in error
+    # The other datasets keep their own runs.
+    at = switch(at, TOFU_MINI)
+    assert at.multiselect(key="selected_runs_tofu_mini").value == [
+        str(lab.tofu / "runs" / "tofu-npo")
+    ]

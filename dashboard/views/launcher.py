@@ -15,7 +15,16 @@ from atwu_core import runs, viz
 from atwu_core.config import ConfigError
 from dashboard import jobs, teaching
 from dashboard.jobs import DEFAULTS
-from dashboard.loading import benchmark_dir, dataset_key, model_dir, new_runs_dir, tofu_dir
+from dashboard.loading import (
+    SMOLLM2,
+    SMOLLM2_PREPARE,
+    benchmark_dir,
+    dataset,
+    dataset_key,
+    model_dir,
+    new_runs_dir,
+    tofu_dir,
+)
 from dashboard.views.common import plot, teach
 
 # The form starts on the CLI's defaults (jobs.DEFAULTS, an UnlearnConfig), except for the
@@ -39,6 +48,9 @@ REAL_MODEL = "SmolLM2-135M-Instruct (real model, TOFU text)"
 # Forget rows (and as many retain rows) per step on the real model: two of each keep a step at
 # ~7 s on one CPU thread (docs/GPU.md, "A real model on a laptop").
 REAL_MODEL_BATCH = 2
+# Runs on the LoRA-fine-tuned SmolLM2 use the committed runs' settings (docs/RESULTS.md,
+# "SmolLM2"): LoRA adapters, no retain-conflict pass (a backward per probe token).
+SMOLLM2_RUN = {"batch_size": 8, "conflict": False, "lora_r": 16}
 
 
 def experiment_view() -> None:
@@ -162,12 +174,14 @@ def experiment_view() -> None:
             key=dataset_key("exp_data"),
             help="The benchmark whose forget split is unlearned (forget.jsonl, retain.jsonl, ...).",
         )
+        smollm2 = dataset().label == SMOLLM2
+        build = f"`{SMOLLM2_PREPARE}`, ~25 min" if smollm2 else "`atwu prepare`"
         blockers = [
-            f"{label} `{folder}` does not exist (build it with `atwu prepare`)"
+            f"{label} `{folder}` does not exist (build it with {build})"
             for label, folder in (("model folder", model), ("benchmark folder", data))
             if not Path(folder).is_dir()
         ]
-        size = {}
+        size = SMOLLM2_RUN if smollm2 else {}
     job: jobs.Job | None = st.session_state.get("job")
     busy = job is not None and job.returncode() is None
     if st.button("Start", key="exp_start", type="primary", disabled=busy):
