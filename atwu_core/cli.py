@@ -651,9 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--lora-r", type=int, default=16, help="with --base: LoRA rank, 0 = every weight (16)"
     )
     p.add_argument(
-        "--epochs", type=int, default=None, help="default: 30 builtin, 20 tofu-mini, 5 --base"
+        "--epochs", type=int, default=None, help="default: 30 builtin, 20 tofu-mini, 8 --base"
     )
-    p.add_argument("--lr", type=float, default=None, help="default: 2e-3, 1e-3 with --base")
+    p.add_argument("--lr", type=float, default=None, help="default 2e-3")
     p.add_argument("--hidden-size", type=int, default=None, help="default 256")
     p.add_argument("--intermediate", type=int, default=None, help="default 672")
     p.add_argument(

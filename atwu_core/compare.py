@@ -70,12 +70,14 @@ def parse_sweep(text: str | None) -> tuple[str, list[str]] | None:
 
 
 def leaderboard_row(path: Path) -> dict[str, Any]:
-    from atwu_core.runs import eval_value, load_run
+    from atwu_core.runs import eval_value, load_run, variant
 
     run = load_run(path)
     cfg = run.info.get("config", {})
+    # A scorer variant is its own row, named as the seed study names it: atwu[scorer_position=..]
+    changed = variant(cfg)
     row: dict[str, Any] = {
-        "method": run.method,
+        "method": f"{run.method}[{changed}]" if changed else run.method,
         "config": "default",
         "seed": cfg.get("seed"),
         "run_id": run.run_id,

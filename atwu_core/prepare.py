@@ -55,7 +55,7 @@ TOFU_MINI_FINETUNE = FinetuneConfig(epochs=20)
 TOFU_MINI_OUT = Path("sample_data") / "tofu_mini"
 # A pretrained model with LoRA adapters learns new facts in a few epochs (docs/RESULTS.md,
 # "SmolLM2"); batch 8 keeps a CPU step near 10 s.
-PRETRAINED_FINETUNE = FinetuneConfig(epochs=5, lr=1e-3, batch_size=8, warmup_steps=10)
+PRETRAINED_FINETUNE = FinetuneConfig(epochs=8, lr=2e-3, batch_size=8, warmup_steps=10)
 
 
 @dataclass(frozen=True)

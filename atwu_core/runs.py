@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from atwu_core.fileio import atomic_write
+from atwu_core.scorer_config import scorer_overrides
 
 SCHEMA = 1
 RUN_JSON = "run.json"
@@ -75,6 +76,7 @@ LIST_COLUMNS = (
     *KEY_EVAL_METRICS,
     "reference",  # config "reference": true, an eval-only folder of a reference model
     "tuned",  # config "tuned_from" is set: the run used an `atwu tune` study's best config
+    "variant",  # scorer settings that differ from the defaults, "scorer_position=prev,..."
     "path",
     "error",
 )
@@ -523,6 +525,21 @@ def list_runs(*runs_dirs: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
+def variant(config: Mapping[str, Any]) -> str:
+    """A run's scorer settings that differ from the defaults, as the seed study names them
+    (`scorer_position=prev,update_every=1,lambda_2=0.01`); "" for defaults or no scorer."""
+    recorded = config.get("scorer")
+    if not isinstance(recorded, Mapping):
+        return ""
+    changed = scorer_overrides(recorded)
+    # Where the scorer reads first, as the seed study writes its rows (study_stats.ATWU_PREV_L2).
+    order = sorted(changed, key=lambda k: k != "scorer_position")
+    return ",".join(
+        f"{k}={changed[k]:g}" if isinstance(changed[k], float) else f"{k}={changed[k]}"
+        for k in order
+    )
+
+
 def _list_row(path: Path) -> dict[str, Any]:
     row: dict[str, Any] = {c: None for c in LIST_COLUMNS}
     row.update(run_id=path.name, path=str(path), reference=False, tuned=False)
@@ -539,6 +556,7 @@ def _list_row(path: Path) -> dict[str, Any]:
             total_steps=info.get("total_steps"),
             reference=config.get("reference") is True,
             tuned=bool(config.get("tuned_from")),
+            variant=variant(config),
         )
         ev = read_eval(path)
         for metric in KEY_EVAL_METRICS:

@@ -23,6 +23,8 @@ import plotly.colors as pcolors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from atwu_core.evaluation.study_stats import short_label
+
 # Magma is perceptually uniform. Reversed, a weight of 0 is a pale cream (tokens the method ignores
 # read like plain text) and 1 is a dark purple; the last, near-black stop is dropped so dark tokens
 # still look coloured rather than redacted.
@@ -49,7 +51,8 @@ def run_labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
     Each row holds `key` (e.g. the run folder), `method`, and optionally `seed`, `reference`
     (an eval-only reference folder) and `created` (ISO time, to number duplicates stably).
-    The name is the method (`atwu`), with ` (tuned)` for a run whose row says `tuned` (an
+    The name is the method (`atwu`), with its scorer `variant` when the row has one ("atwu · prev,
+    ue1, λ₂=0.01", `runs.variant`), ` (tuned)` for a run whose row says `tuned` (an
     `atwu tune` study's best config); ` s{seed}` joins it only when several runs share the
     method; ` #n` (oldest first) only when names still collide, e.g. two ATWU runs of seed 0 with
     different hyperparameters. A reference run of method `full` / `retain` reads
@@ -59,7 +62,12 @@ def run_labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     if len(set(keys)) != len(keys):
         dupes = sorted({k for k in keys if keys.count(k) > 1})
         raise ValueError(f"run_labels: key(s) {dupes} appear more than once")
-    methods = [str(r.get("method") or "?") for r in rows]
+    methods = [
+        short_label(f"{r.get('method') or '?'}[{r['variant']}]")
+        if r.get("variant") and isinstance(r["variant"], str)
+        else str(r.get("method") or "?")
+        for r in rows
+    ]
     # Reference folders are named apart, so they do not make a method "shared".
     plain = [m for r, m in zip(rows, methods, strict=True) if not r.get("reference")]
     per_method = {m: plain.count(m) for m in plain}

@@ -188,6 +188,7 @@ def label_runs(rows: pd.DataFrame) -> dict[str, str]:
                 "seed": r.seed,
                 "reference": bool(getattr(r, "reference", False)),
                 "tuned": bool(getattr(r, "tuned", False)),
+                "variant": getattr(r, "variant", "") or "",
                 "created": r.created,
             }
             for r in rows.itertuples()

@@ -17,6 +17,7 @@ LAYERS = [
     (
         "atwu_core.config",
         "atwu_core.settings",
+        "atwu_core.scorer_config",
         "atwu_core.fileio",
         "atwu_core.space",
         "atwu_core.cancel",

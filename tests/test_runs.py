@@ -341,3 +341,26 @@ def test_leaderboard_has_one_row_per_evaluated_run(tmp_path):
     assert board.loc[0, "forget/prob"] == 0.2
     expected = a.eval["metrics"]["forget_quality"]["agg_value"]
     assert math.isclose(board.loc[0, "forget_quality"], expected)
+
+
+def test_list_runs_names_a_scorer_variant_as_the_seed_study_does(tmp_path):
+    """Scorer settings that differ from the defaults are the run's variant, in the seed study's
+    spelling; default settings, a method without a scorer and an old run.json give ""."""
+    from atwu_core.evaluation.study_stats import ATWU_PREV_L2
+    from atwu_core.scorer_config import ScorerConfig
+
+    recorded = vars(ScorerConfig(update_every=1, lambda_2=0.01, scorer_position="prev"))
+    prev = RunWriter.create(tmp_path, "atwu", {"method": "atwu", "scorer": recorded}, {}, 0)
+    plain = RunWriter.create(
+        tmp_path, "atwu", {"method": "atwu", "scorer": vars(ScorerConfig())}, {}, 0
+    )
+    write_fake_run(tmp_path, "wga", run_id="no-scorer")
+    table = runs.list_runs(tmp_path).set_index("run_id")
+    assert table["variant"].to_dict() == {
+        prev.run_id: "scorer_position=prev,update_every=1,lambda_2=0.01",
+        plain.run_id: "",
+        "no-scorer": "",
+    }
+    assert f"atwu[{table.loc[prev.run_id, 'variant']}]" == ATWU_PREV_L2
+    # A field this version does not know (a folder from another version) is ignored.
+    assert runs.variant({"scorer": {"budget": 0.3, "future_knob": 1}}) == "budget=0.3"

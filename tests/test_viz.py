@@ -654,3 +654,17 @@ def test_run_labels_say_tuned_and_keep_the_method_first():
         "d": "full model (before)",
     }
     assert method_of_name(labels["b"]) == "atwu"
+
+
+def test_run_labels_name_a_scorer_variant_after_its_method():
+    """Two ATWU runs of one seed with different scorer settings read apart, not "#1"/"#2"."""
+    from atwu_core.viz import method_of_name, run_labels
+
+    rows = [
+        {"key": "a", "method": "atwu", "seed": 0, "variant": ""},
+        {"key": "b", "method": "atwu", "seed": 0,
+         "variant": "scorer_position=prev,update_every=1,lambda_2=0.01"},
+    ]  # fmt: skip
+    labels = run_labels(rows)
+    assert labels == {"a": "atwu", "b": "atwu · prev, ue1, λ₂=0.01"}
+    assert method_of_name(labels["b"]) == "atwu"
