@@ -603,6 +603,18 @@ def cmd_convert_gguf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from atwu_core.compare import rebuild_leaderboard
+
+    folder = Path(args.runs_dir)
+    if not folder.is_dir():
+        raise ValueError(f"runs folder {folder} does not exist")
+    board = rebuild_leaderboard(folder)
+    print((folder / "leaderboard.md").read_text())
+    print(f"{len(board)} row(s); leaderboard.csv and leaderboard.md written in {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atwu", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -665,6 +677,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="overwrite an --out folder that already holds a benchmark and models (sample_data/)",
     )
     p.set_defaults(fn=cmd_prepare)
+
+    p = sub.add_parser(
+        "leaderboard",
+        help="rewrite a runs folder's leaderboard from every evaluated run in it (after several "
+        "compare / unlearn --eval calls into one folder)",
+    )
+    p.add_argument("runs_dir", help="the runs folder")
+    p.set_defaults(fn=cmd_leaderboard)
 
     p = sub.add_parser("methods", help="list methods with their hyperparameters and defaults")
     p.add_argument("--json", action="store_true")

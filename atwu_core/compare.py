@@ -132,6 +132,29 @@ def reference_rows(evals: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def rebuild_leaderboard(runs_dir: str | Path) -> pd.DataFrame:
+    """leaderboard.csv / .md over every evaluated, finished run folder in `runs_dir`: references
+    first, then runs oldest first. For a folder filled by several `atwu compare` or `atwu unlearn
+    --eval` calls, since each compare writes the board of its own runs only."""
+    from atwu_core.runs import list_runs, read_eval
+
+    runs_dir = Path(runs_dir)
+    table = list_runs(runs_dir)
+    table = table[table["error"].isna() & (table["status"] == "finished")]
+    references, rows = [], []
+    for r in table.sort_values(["created", "run_id"]).itertuples():
+        path = Path(r.path)
+        ev = read_eval(path)
+        if not ev:
+            continue
+        if r.reference and r.method in REFERENCES:
+            references += reference_rows({r.method: ev})
+        elif not r.reference:
+            rows.append(leaderboard_row(path))
+    references.sort(key=lambda row: row["run_id"])
+    return write_leaderboard(runs_dir, references + rows, None)
+
+
 def summarise(board: pd.DataFrame, sweep_name: str | None) -> pd.DataFrame:
     """Mean and std over seeds per method (and swept value)."""
     keys = ["method", "config"] + ([sweep_name] if sweep_name else [])
