@@ -127,7 +127,8 @@ def method_code_hash(package: Path | None = None) -> str:
     of `methods/`, the scorer's settings and the search-space descriptions. A saved table carries
     it, so a reader can tell a table made before a method was added or changed."""
     package = Path(__file__).resolve().parent if package is None else package
-    files = [*sorted((package / "methods").glob("*.py")), package / "scorer.py"]
+    files = [*sorted((package / "methods").glob("*.py")), package / "scorer_config.py"]
+    files.append(package / "scorer.py")  # the scorer settings' search space
     files.append(package / "space.py")
     h = hashlib.sha256()
     for path in files:
