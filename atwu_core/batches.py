@@ -17,6 +17,16 @@ from atwu_core.losses import token_logp
 T = TypeVar("T")
 
 
+def flush_denormals(device: torch.device) -> None:
+    """On a CPU, compute subnormal floats (|x| < 1.2e-38) as zero. Once unlearning drives a
+    forget answer's probabilities towards zero, softmax and its gradient fill with subnormals,
+    which x86 CPUs handle ~190x slower (measured: a 1024x576 @ 576x576 matmul, 0.17 s -> 32 s);
+    SmolLM2 LoRA steps slowed from 14 s to 40-100 s as the forget NLL passed ~20. Such values
+    are far below anything a loss or weight can resolve. A process-wide setting; no-op off CPU."""
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)

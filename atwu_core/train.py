@@ -21,6 +21,7 @@ from atwu_core import cancel, progress
 from atwu_core.batches import (
     answer_stats,
     encode_items,
+    flush_denormals,
     rows_stream,
     seed_everything,
     to_device,
@@ -155,6 +156,7 @@ def _setup(config: UnlearnConfig, runs_dir: str | Path, run_id: str | None) -> S
     bench = load_data(config.data)  # first: a bad --data fails in a second, not after a 1B load
     progress.phase(f"loading model {config.model}" + (" (+ reference copy)" if needs_ref else ""))
     model, tokenizer, ref, device = load_for_training(config, needs_ref, parallel)
+    flush_denormals(device)
     max_len = getattr(model.config, "max_position_embeddings", None)
     forget = encode_items(tokenizer, bench.forget, max_len)
     retain = encode_items(tokenizer, bench.retain, max_len)

@@ -207,3 +207,19 @@ def test_every_forget_row_is_weighed_at_the_first_and_last_step(tiny_lab, tmp_pa
     assert len(metrics["span/auroc"]["value_by_index"]) > 2  # all forget rows, not the probes
     for key in ("span/ref/nll/auroc", "span/ref/retain_nll/auroc", "span/no_end/auroc"):
         assert 0.0 <= metrics[key]["agg_value"] <= 1.0, key
+
+
+def test_flush_denormals_computes_subnormals_as_zero_on_cpu_only():
+    """Subnormal floats cost x86 CPUs ~190x per operation; a run sets them to flush to zero, so a
+    model whose forget probabilities underflow does not slow to a crawl (batches.flush_denormals)."""
+    import torch
+
+    from atwu_core.batches import flush_denormals
+
+    torch.set_flush_denormal(False)
+    tiny = torch.tensor([1e-40])
+    assert (tiny * 1.0).item() != 0.0  # representable as a subnormal while flushing is off
+    flush_denormals(torch.device("meta"))  # no-op off the CPU
+    assert (tiny * 1.0).item() != 0.0
+    flush_denormals(torch.device("cpu"))
+    assert (torch.tensor([1e-40]) * 1.0).item() == 0.0

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from atwu_core import progress
+from atwu_core.batches import flush_denormals
 from atwu_core.data.encode import collate, encode_example, prompt_ids
 from atwu_core.evaluation import metrics as M
 from atwu_core.losses import token_logp
@@ -247,6 +248,7 @@ def answer_benchmark(
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
     device = next(model.parameters()).device
+    flush_denormals(device)  # a model that forgot produces near-zero probabilities
     was_training = model.training
     model.eval()
     try:
