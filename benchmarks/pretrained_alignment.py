@@ -76,21 +76,34 @@ def pooled_auroc(tokens: pd.DataFrame, label: str) -> float:
     return float(roc_auc_score(y, t["weight"].to_numpy()))
 
 
+def _by_row(tokens: pd.DataFrame, label: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """example_id -> (weights, labels) of the tokens that have `label` (arrays: fast resampling)."""
+    t = tokens[tokens[label].notna()]
+    return {
+        k: (g["weight"].to_numpy(float), g[label].to_numpy(bool))
+        for k, g in t.groupby("example_id")
+    }
+
+
+def _auroc(parts: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    y = np.concatenate([p[1] for p in parts])
+    if y.all() or not y.any():
+        return float("nan")
+    return float(roc_auc_score(y, np.concatenate([p[0] for p in parts])))
+
+
 def paired_difference(
     tiny: pd.DataFrame, pre: pd.DataFrame, label: str, resamples: int, seed: int = 0
 ) -> tuple[float, float, float]:
     """(pretrained − tiny AUROC, 2.5 %, 97.5 % bootstrap bounds), rows resampled jointly."""
-    rows = sorted(set(tiny["example_id"]) & set(pre["example_id"]))
-    groups_t = {k: g for k, g in tiny.groupby("example_id")}
-    groups_p = {k: g for k, g in pre.groupby("example_id")}
+    by_t, by_p = _by_row(tiny, label), _by_row(pre, label)
+    rows = sorted(set(by_t) & set(by_p))
     point = pooled_auroc(pre, label) - pooled_auroc(tiny, label)
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(resamples):
         pick = rng.choice(len(rows), size=len(rows), replace=True)
-        t = pd.concat([groups_t[rows[i]] for i in pick])
-        p = pd.concat([groups_p[rows[i]] for i in pick])
-        draws.append(pooled_auroc(p, label) - pooled_auroc(t, label))
+        draws.append(_auroc([by_p[rows[i]] for i in pick]) - _auroc([by_t[rows[i]] for i in pick]))
     lo, hi = np.nanpercentile(draws, [2.5, 97.5])
     return point, float(lo), float(hi)
 

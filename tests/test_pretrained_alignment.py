@@ -62,7 +62,13 @@ def test_paired_difference_resamples_rows_jointly(script):
 def test_compare_matches_methods_across_folders_and_scores_both_labels(script, tmp_path):
     """The committed ATWU run against a copy whose weights are the derived spans themselves:
     derived AUROC 1.0 on the copy, the difference is 1 − the run's own value."""
-    run = next(p for p in TOFU_RUNS.iterdir() if p.name.endswith("-atwu-s0"))
+    from atwu_core.runs import read_info
+
+    run = next(
+        p
+        for p in sorted(TOFU_RUNS.iterdir())
+        if p.name.endswith("-atwu-s0") and script.run_label(read_info(p)) == "atwu"
+    )
     tiny, pre = tmp_path / "tiny", tmp_path / "pre"
     for folder in (tiny, pre):
         shutil.copytree(run, folder / run.name)
