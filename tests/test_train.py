@@ -210,8 +210,8 @@ def test_every_forget_row_is_weighed_at_the_first_and_last_step(tiny_lab, tmp_pa
 
 
 def test_flush_denormals_computes_subnormals_as_zero_on_cpu_only():
-    """Subnormal floats cost x86 CPUs ~190x per operation; a run sets them to flush to zero, so a
-    model whose forget probabilities underflow does not slow to a crawl (batches.flush_denormals)."""
+    """Subnormal floats cost x86 CPUs ~190x per operation; a run sets them to flush to zero, so
+    a model whose forget probabilities underflow does not slow to a crawl."""
     import torch
 
     from atwu_core.batches import flush_denormals
