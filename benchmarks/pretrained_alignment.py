@@ -23,6 +23,7 @@ seed per model: the interval covers which rows were drawn, not training noise. T
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ from atwu_core.data.entity_spans import CAPTION, label_entity_tokens, map_entity
 from atwu_core.runs import FORGET_WEIGHTS, read_info, read_token_weights, variant  # noqa: E402
 
 LABELS = ("derived", "entity")
+# The last snapshot's accuracies (metrics.jsonl): the forget answers' span and other tokens.
+ACCURACIES = ("forget/acc", "forget/span_acc", "forget/other_acc", "retain/acc")
 
 
 def run_label(info: dict[str, Any]) -> str:
@@ -118,6 +121,14 @@ def load_runs(runs_dir: Path) -> dict[str, tuple[Path, dict]]:
     return out
 
 
+def last_snapshot(folder: Path) -> dict[str, Any]:
+    """The last metrics.jsonl row that holds the snapshot accuracies, and the run's seconds."""
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    snap = [r for r in rows if "forget/acc" in r][-1]
+    return {**{k: snap.get(k) for k in ACCURACIES}, "step": snap["step"],
+            "seconds": max(r.get("time_s", 0.0) for r in rows)}  # fmt: skip
+
+
 def compare(tiny_dir: Path, pre_dir: Path, resamples: int) -> list[dict[str, Any]]:
     tiny_runs, pre_runs = load_runs(tiny_dir), load_runs(pre_dir)
     spans: dict[str, Any] = {}
@@ -131,7 +142,11 @@ def compare(tiny_dir: Path, pre_dir: Path, resamples: int) -> list[dict[str, Any
                 spans[data] = map_entity_spans(data_spec.load(resolved).forget).spans
             tables.append(token_table(folder, spans[data]))
         tiny, pre = tables
-        row: dict[str, Any] = {"method": label}
+        row: dict[str, Any] = {
+            "method": label,
+            "tiny_run": last_snapshot(tiny_runs[label][0]),
+            "pre_run": last_snapshot(pre_runs[label][0]),
+        }
         for name in LABELS:
             row[f"{name}_tiny"] = pooled_auroc(tiny, name)
             row[f"{name}_pre"] = pooled_auroc(pre, name)
@@ -182,6 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Entity columns: {CAPTION}")
     print(f"Intervals: paired bootstrap over forget rows, {args.resamples} resamples.")
     print(tabulate(table, headers=headers, tablefmt="github"))
+    print()
+    print("Token accuracy at the last snapshot (span / other: the forget answers' derived-span")
+    print("tokens and the rest), and the seconds to the last step (earlier snapshots included):")
+    acc_rows = []
+    for r in results:
+        for model, key in (("tiny", "tiny_run"), ("SmolLM2", "pre_run")):
+            run = r[key]
+            acc_rows.append(
+                [r["method"], model, run["step"], *(_cell(run[k]) for k in ACCURACIES),
+                 f"{run['seconds']:.0f}"]
+            )  # fmt: skip
+    print(tabulate(acc_rows, headers=["method", "model", "step", *ACCURACIES, "seconds"],
+                   tablefmt="github"))  # fmt: skip
     return 0
 
 
