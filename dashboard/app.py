@@ -41,7 +41,9 @@ if str(ROOT) not in sys.path:
 from dashboard import teaching  # noqa: E402
 from dashboard.loading import (  # noqa: E402
     DATASETS,
+    SMOLLM2,
     benchmark_index,
+    dataset,
     dataset_key,
     default_runs_dirs,
     dirs_sig,
@@ -96,6 +98,12 @@ def sidebar() -> tuple[pd.DataFrame, list[str]]:
         "trained on it, spans derived by rule. TOFU-mini on SmolLM2: the same rows on a "
         "pretrained 135 M model fine-tuned with LoRA. Runs, data and new runs follow this choice.",
     )
+    if dataset().label == SMOLLM2:
+        st.sidebar.caption(
+            "SmolLM2 runs carry token weights and training curves but no TOFU evaluation (one "
+            "takes ~25 min on a CPU): the leaderboard, trade-off and generation views stay empty "
+            'here. What they show: docs/RESULTS.md, "SmolLM2".'
+        )
     text = st.sidebar.text_area(
         "Runs folders (one per line)",
         value="\n".join(default_runs_dirs()),

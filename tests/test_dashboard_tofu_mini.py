@@ -106,6 +106,7 @@ def test_the_smollm2_dataset_lists_its_runs_on_tofu_minis_rows(lab, monkeypatch)
     at = switch(open_app("Data"), SMOLLM2)
     assert at.query_params["dataset"] == "smollm2"
     assert at.text_area(key="runs_dirs_smollm2").value == str(smol / "runs")
+    assert any("no TOFU evaluation" in c.value for c in at.sidebar.caption)
     assert at.multiselect(key="selected_runs_smollm2").value == [str(smol / "runs" / "smol-satimp")]
     assert 'title="name">Basil Mahfouz Al-Kuwaiti</mark>' in html_with(at, "Kuwait City")
     at.session_state["view"] = "New run"
