@@ -127,14 +127,13 @@ def test_the_smollm2_dataset_lists_its_runs_on_tofu_minis_rows(lab, monkeypatch)
     not (SAMPLE / "tofu_mini_smollm2" / "runs").is_dir(),
     reason="sample_data/tofu_mini_smollm2/runs missing: see its README.md",
 )
-def test_committed_smollm2_runs_open_with_their_variant_names(lab, monkeypatch):
+def test_committed_smollm2_runs_open_in_the_token_view(lab, monkeypatch):
     monkeypatch.delenv("ATWU_TOFU_MINI_DIR")  # the defaults of a fresh clone
     monkeypatch.chdir(lab.root)
     at = switch(open_app("Token view"), SMOLLM2)
     sidebar = at.multiselect(key="selected_runs_smollm2")
     labels = {sidebar.format_func(p) for p in sidebar.value}
-    assert {"atwu", "atwu · prev, ue1, λ₂=0.01", "atwu_frozen", "oracle_saturated"} <= labels
-    assert {"wga", "satimp", "npo", "full model (before)", "retain model (target)"} <= labels
-    # SmolLM2's tokens of a TOFU answer, forget spans outlined.
-    html = html_with(at, "Kuwait")
-    assert "<mark" in html or "outline" in html
+    assert labels == {"atwu", "atwu_frozen", "oracle_saturated", "wga", "satimp", "npo"}
+    # A TOFU-mini forget question, and SmolLM2's tokens of its answer, coloured by weight.
+    assert "Question:" in html_with(at, "atwu-question")
+    assert html_with(at, 'class="atwu-tok')

@@ -6,19 +6,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from conftest import SAMPLE
 
 SMOL = SAMPLE / "tofu_mini_smollm2"
-METHODS = {
-    "atwu",
-    "atwu[scorer_position=prev,update_every=1,lambda_2=0.01]",
-    "atwu_frozen",
-    "oracle_saturated",
-    "wga",
-    "satimp",
-    "npo",
-}
+METHODS = {"atwu", "atwu_frozen", "oracle_saturated", "wga", "satimp", "npo"}
 
 
 def test_the_fine_tuned_model_knew_the_forget_authors_and_the_retain_model_did_not():
@@ -34,22 +25,23 @@ def test_the_fine_tuned_model_knew_the_forget_authors_and_the_retain_model_did_n
     )  # scorers only: no model weights committed
 
 
-def test_every_run_is_finished_evaluated_and_ran_on_tofu_minis_rows_with_lora():
-    from atwu_core.compare import leaderboard_row
-    from atwu_core.runs import load_run
+def test_every_run_finished_its_50_steps_on_tofu_minis_rows_with_lora():
+    """Training runs without a TOFU evaluation (cut for time, docs/RESULTS.md "SmolLM2"): the
+    last snapshot's accuracies and the forget set's weights before and after are there."""
+    from atwu_core.runs import FORGET_WEIGHTS, load_run, read_token_weights
 
     folders = [p for p in (SMOL / "runs").iterdir() if p.is_dir()]
-    labels = set()
+    methods = set()
     for path in folders:
         run = load_run(path)
-        assert run.status == "finished", path
-        assert run.info["config"]["data"] == "sample_data/tofu_mini/benchmark", path
-        assert "forget_quality" in run.eval["metrics"], path
-        if run.info["config"].get("reference"):
-            continue
-        assert run.info["config"]["lora_r"] == 16, path
-        assert "span/auroc" in run.eval["metrics"], path
-        assert run.token_weights is not None and len(run.token_weights) > 0, path
-        labels.add(leaderboard_row(path)["method"])
-    assert labels == METHODS
-    assert {"reference-full", "reference-retain"} <= {p.name for p in folders}
+        config = run.info["config"]
+        assert run.status == "finished" and run.info["steps_done"] == 50, path
+        assert config["data"] == "sample_data/tofu_mini/benchmark", path
+        assert config["lora_r"] == 16 and config["lr"] == 5e-3 and config["seed"] == 0, path
+        assert not (path / "adapter").exists(), path  # 20 MB each: not committed
+        last = json.loads((path / "metrics.jsonl").read_text().splitlines()[-1])
+        assert last["step"] == 50 and 0 <= last["forget/acc"] <= 1 and last["retain/acc"] > 0.9
+        steps = set(read_token_weights(path, FORGET_WEIGHTS)["step"])
+        assert steps == {0, 50}, path
+        methods.add(run.method)
+    assert methods == METHODS
