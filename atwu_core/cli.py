@@ -79,9 +79,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             if value is not None
         },
     )
-    ft_cfg = replace(
-        base_ft, seed=args.seed, epochs=args.epochs or base_ft.epochs, lr=args.lr or base_ft.lr
-    )
+    ft_cfg = _finetune_config(args, base_ft)
     common = {"seed": args.seed, "model_cfg": model_cfg, "ft_cfg": ft_cfg, "progress": progress}
     if tofu:
         report = prep.prepare_tofu_mini(out, args.tofu_dir or "hf:locuslab/TOFU", **common)
@@ -95,6 +93,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         )
     _print_prepared(out, report)
     return 0
+
+
+def _finetune_config(args: argparse.Namespace, preset):
+    """The preset's fine-tuning config with the --seed, --epochs and --lr the user gave."""
+    from dataclasses import replace
+
+    return replace(
+        preset, seed=args.seed, epochs=args.epochs or preset.epochs, lr=args.lr or preset.lr
+    )
 
 
 def _training_bars():
@@ -127,7 +134,6 @@ def _print_prepared(out, report: dict) -> None:
 
 def _prepare_pretrained(args: argparse.Namespace) -> int:
     """`atwu prepare --base MODEL --benchmark DIR`: LoRA fine-tune a pretrained model on it."""
-    from dataclasses import replace
 
     from atwu_core import prepare as prep
 
@@ -151,9 +157,7 @@ def _prepare_pretrained(args: argparse.Namespace) -> int:
     _check_prepare_out(Path(args.out), args.force)
     _quiet_transformers()
     base_ft = prep.PRETRAINED_FINETUNE
-    ft_cfg = replace(
-        base_ft, seed=args.seed, epochs=args.epochs or base_ft.epochs, lr=args.lr or base_ft.lr
-    )
+    ft_cfg = _finetune_config(args, base_ft)
     start = prep.PretrainedStart(args.base, lora_r=args.lora_r)
     report = prep.prepare_pretrained(
         args.out, args.benchmark, start, seed=args.seed, ft_cfg=ft_cfg, progress=_training_bars()
